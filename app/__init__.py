@@ -1,0 +1,1 @@
+"""ctscribe service and command line."""

@@ -1,0 +1,1 @@
+"""The `ctscribe` command line: one thin module per command group."""

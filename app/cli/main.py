@@ -1,0 +1,76 @@
+"""`ctscribe` entry point: builds the parser from the command modules and maps errors.
+
+Each command module exposes `register(subparsers)` and keeps its heavy imports (torch,
+pydicom, fastapi) inside its handler, so `ctscribe inspect` starts fast. Every expected
+failure is a `CtscribeError`: exit code 2 and one line `error: <code>: <message>` on stderr
+(with `--json`, `{"error": {...}}` on stdout too), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+from imaging.errors import CtscribeError
+
+# Command modules, in the order `ctscribe --help` lists them. A module missing from a
+# partial install is skipped rather than breaking the other commands.
+COMMAND_MODULES = [
+    "app.cli.inspect_cmd",
+    "app.cli.synth_cmd",
+    "app.cli.report_cmd",
+    "app.cli.demo_cmd",
+    "app.cli.serve_cmd",
+    "app.cli.train_cmd",
+    "app.cli.eval_cmd",
+]
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ctscribe", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=_version())
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("ctscribe")
+    except Exception:
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.func(args) or 0)
+    except CtscribeError as err:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": err.to_dict()}))
+        print(f"error: {err.code.value}: {err.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

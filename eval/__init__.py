@@ -1,0 +1,1 @@
+"""ctscribe: eval package."""

@@ -1,0 +1,1 @@
+"""ctscribe: fusion package."""

@@ -1,0 +1,83 @@
+"""The canonical CT volume every reader returns (DESIGN.md §2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    """One candidate series; identifiers are hashed, never echoed raw."""
+
+    uid_hash: str
+    description: str
+    modality: str
+    n_slices: int
+    image_type: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "uid_hash": self.uid_hash,
+            "description": self.description,
+            "modality": self.modality,
+            "n_slices": self.n_slices,
+            "image_type": self.image_type,
+        }
+
+
+@dataclass
+class Volume:
+    """A CT in Hounsfield units on canonical axes.
+
+    Array axes are (z, y, x): x towards patient Left, y towards Posterior, z towards
+    Superior (DICOM LPS, identity direction); slice 0 is the most inferior.
+    """
+
+    hu: np.ndarray
+    """(Z, Y, X) float32 Hounsfield units."""
+    spacing_mm_zyx: tuple[float, float, float]
+    """Voxel size along (z, y, x) in millimetres."""
+    origin_mm: tuple[float, float, float]
+    """LPS position (x, y, z) in millimetres of voxel [0, 0, 0] after canonicalisation."""
+    format: str
+    """Source format: nifti | dicom | nrrd | mha."""
+    orientation_in: str = "LPS"
+    """Orientation code of the source array axes before canonicalisation (e.g. "RAS")."""
+    direction: np.ndarray = field(default_factory=lambda: np.eye(3))
+    """Direction cosines of the canonical array (identity once canonicalised)."""
+    warnings: list[str] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+    """Non-identifying acquisition metadata (manufacturer, kernel, kVp, ...)."""
+    series: SeriesInfo | None = None
+    candidates: list[SeriesInfo] = field(default_factory=list)
+
+    @property
+    def shape_zyx(self) -> tuple[int, int, int]:
+        return tuple(int(n) for n in self.hu.shape)  # type: ignore[return-value]
+
+    def hu_stats(self) -> dict[str, float]:
+        sample = self.hu[:: max(1, self.hu.shape[0] // 64)]
+        p1, p99 = np.percentile(sample, [1, 99])
+        return {
+            "min": float(self.hu.min()),
+            "max": float(self.hu.max()),
+            "mean": float(self.hu.mean(dtype=np.float64)),
+            "p1": float(p1),
+            "p99": float(p99),
+        }
+
+    def summary(self) -> dict:
+        """The `ctscribe inspect --json` document (DESIGN.md §3)."""
+        return {
+            "format": self.format,
+            "shape_zyx": list(self.shape_zyx),
+            "spacing_mm_zyx": [float(s) for s in self.spacing_mm_zyx],
+            "origin_mm": [float(o) for o in self.origin_mm],
+            "orientation_in": self.orientation_in,
+            "hu": self.hu_stats(),
+            "series": self.series.to_dict() if self.series else None,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "warnings": list(self.warnings),
+        }

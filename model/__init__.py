@@ -1,0 +1,1 @@
+"""ctscribe: model package."""

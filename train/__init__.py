@@ -1,0 +1,1 @@
+"""ctscribe: train package."""
