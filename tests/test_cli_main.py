@@ -15,13 +15,20 @@ def _failing_command(subparsers):
         raise ImagingError("corrupt_file", "the gzip stream ends early")
 
     parser.set_defaults(func=handler)
+    crash = subparsers.add_parser("crash")
+
+    def crash_handler(args):
+        raise ValueError("a bug\nover two lines")
+
+    crash.set_defaults(func=crash_handler)
+
+
+_ORIGINAL_BUILD_PARSER = cli.build_parser
 
 
 def _run_with(monkeypatch, argv, capsys):
-    original = cli.build_parser
-
     def build_parser():
-        parser = original()
+        parser = _ORIGINAL_BUILD_PARSER()
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         _failing_command(sub)
         return parser
@@ -47,3 +54,13 @@ def test_json_error_on_stdout(monkeypatch, capsys):
 def test_no_command_prints_help_and_exits_2(capsys):
     assert cli.main([]) == 2
     assert "usage: ctscribe" in capsys.readouterr().out
+
+
+def test_a_bug_is_exit_1_and_one_line_unless_debugging(monkeypatch, capsys):
+    monkeypatch.delenv("CTSCRIBE_DEBUG", raising=False)
+    code, out = _run_with(monkeypatch, ["crash"], capsys)
+    assert code == 1
+    assert out.err.count("\n") == 1 and out.err.startswith("error: internal: ValueError: a bug over two lines")
+    monkeypatch.setenv("CTSCRIBE_DEBUG", "1")
+    code, out = _run_with(monkeypatch, ["crash"], capsys)
+    assert code == 1 and "Traceback" in out.err

@@ -3,7 +3,9 @@
 Each command module exposes `register(subparsers)` and keeps its heavy imports (torch,
 pydicom, fastapi) inside its handler, so `ctscribe inspect` starts fast. Every expected
 failure is a `CtscribeError`: exit code 2 and one line `error: <code>: <message>` on stderr
-(with `--json`, `{"error": {...}}` on stdout too), never a traceback.
+(with `--json`, `{"error": {...}}` on stdout too), never a traceback. Anything else is a
+bug of ours, not of the input: exit code 1 and one line `error: internal: ...`; the
+traceback is printed only with CTSCRIBE_DEBUG=1.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
+import traceback
 
 from imaging.errors import CtscribeError
 
@@ -28,6 +32,7 @@ COMMAND_MODULES = [
 ]
 
 EXIT_USAGE = 2
+EXIT_INTERNAL = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence of a CLI
+        if os.environ.get("CTSCRIBE_DEBUG"):
+            traceback.print_exc()
+        detail = " ".join(str(exc).split())[:500]
+        print(f"error: internal: {type(exc).__name__}: {detail} (CTSCRIBE_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -1,0 +1,175 @@
+"""`ctscribe report PATH` and `ctscribe vqa PATH --question Q [--choice TEXT ...]` (DESIGN.md §3).
+
+Reads the CT with `imaging.read.read_volume`, runs the model and prints the report (or the
+answer); `--json` prints one JSON document with the text, label probabilities, key slices,
+per-stage timings and the model / weights hashes. `--checkpoint` takes a checkpoint
+directory or hub id; `tiny` builds the random tiny preset (smoke tests); by default the
+bundled demo checkpoint `model/weights/demo` is used, and its absence is `model_not_ready`.
+Heavy imports (torch, transformers) stay inside the handlers so `ctscribe --help` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+DEMO_CHECKPOINT = Path(__file__).resolve().parents[2] / "model" / "weights" / "demo"
+RANDOM_PRESETS = ("tiny",)
+"""--checkpoint values that build a random-weight preset instead of loading weights."""
+
+
+def register(subparsers) -> None:
+    report = subparsers.add_parser(
+        "report", help="write a findings report for a chest CT", description=__doc__.splitlines()[0]
+    )
+    _common(report)
+    report.set_defaults(func=run_report)
+
+    vqa = subparsers.add_parser("vqa", help="answer a question about a chest CT (free text or multiple choice)")
+    _common(vqa)
+    vqa.add_argument("--question", "-q", required=True, help="the question")
+    vqa.add_argument(
+        "--choice", action="append", default=[], metavar="TEXT", help="a multiple-choice option (repeat 2-8 times)"
+    )
+    vqa.set_defaults(func=run_vqa)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", nargs="+", help="a NIfTI file, a DICOM folder, a zip, or several DICOM files")
+    parser.add_argument(
+        "--checkpoint", help=f"checkpoint directory or hub id, or 'tiny' (random weights); default {DEMO_CHECKPOINT}"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="cap on generated tokens")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass")
+    parser.add_argument("--seed", type=int, help="sampling seed")
+    parser.add_argument("--series", metavar="UID", help="DICOM SeriesInstanceUID (or its uid_hash) to read")
+
+
+def load_pipeline(checkpoint: str | None, device: str = "cpu"):
+    """The pipeline for `--checkpoint` (see the module docstring)."""
+    import model
+    from model.errors import not_ready
+
+    if checkpoint in RANDOM_PRESETS:
+        return model.build(checkpoint, device=device)
+    if checkpoint is None:
+        if not (DEMO_CHECKPOINT / "config.json").is_file():
+            raise not_ready(
+                f"the bundled demo checkpoint is not there ({DEMO_CHECKPOINT}); pass --checkpoint DIR_OR_HUB_ID "
+                "(or --checkpoint tiny for a random-weight smoke test)"
+            )
+        checkpoint = str(DEMO_CHECKPOINT)
+    return model.load(checkpoint, device=device)
+
+
+def _prepare(args: argparse.Namespace):
+    """(pipeline, PreparedCT, volume, timings) for the command's input."""
+    from transformers.utils import logging as hf_logging
+
+    from imaging.options import ReadOptions
+    from imaging.read import read_volume
+
+    hf_logging.disable_progress_bar()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    source = args.path[0] if len(args.path) == 1 else args.path
+    volume = read_volume(source, ReadOptions(series_uid=args.series))
+    t1 = time.perf_counter()
+    pipe = load_pipeline(args.checkpoint, args.device)
+    t2 = time.perf_counter()
+    ct = pipe.prepare(volume.hu, volume.spacing_mm_zyx, volume.orientation_in)
+    t3 = time.perf_counter()
+    timings.update(read=round(t1 - t0, 4), load_model=round(t2 - t1, 4), prepare=round(t3 - t2, 4))
+    return pipe, ct, volume, timings
+
+
+def _params(args: argparse.Namespace):
+    from model.generation import GenerationParams
+
+    return GenerationParams(
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed
+    )
+
+
+def _envelope(pipe, volume, timings: dict, params=None) -> dict:
+    doc = {
+        "model_hash": pipe.model_hash,
+        "weights_hash": pipe.weights_hash,
+        "model": pipe.config.name,
+        "checkpoint": pipe.source,
+        "input": {
+            "format": volume.format,
+            "shape_zyx": list(volume.shape_zyx),
+            "spacing_mm_zyx": [float(s) for s in volume.spacing_mm_zyx],
+            "orientation_in": volume.orientation_in,
+        },
+        "warnings": list(volume.warnings),
+        "timings_s": timings,
+    }
+    if params is not None:
+        doc["generation"] = params.to_dict()
+    return doc
+
+
+def run_report(args: argparse.Namespace) -> int:
+    params = _params(args)
+    pipe, ct, volume, timings = _prepare(args)
+    out = pipe.report([ct], params)[0]
+    timings.update(out.timings_s)
+    doc = {
+        "text": out.text,
+        "labels": out.labels,
+        "key_slices": out.key_slices,
+        "n_tokens": out.n_tokens,
+        **_envelope(pipe, volume, timings, params),
+    }
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(out.text)
+    likely = sorted(((p, n) for n, p in out.labels.items() if p >= 0.5), reverse=True)
+    if likely:
+        print("\nlabels (p >= 0.5): " + ", ".join(f"{n} {p:.2f}" for p, n in likely))
+    if out.key_slices:
+        print("key slices: " + ", ".join(f"{k['plane']} {k['index']} ({k['weight']:.2f})" for k in out.key_slices))
+    for w in volume.warnings:
+        print(f"warning: {w}")
+    return 0
+
+
+def run_vqa(args: argparse.Namespace) -> int:
+    from model.prompts import check_choices
+
+    if args.choice:
+        check_choices(args.choice)  # bad option lists fail before the model is loaded
+    params = _params(args)
+    pipe, ct, volume, timings = _prepare(args)
+    if args.choice:
+        out = pipe.choose([ct], [args.question], [args.choice])[0]
+        timings.update(out.timings_s)
+        doc = {
+            "question": args.question,
+            "choices": args.choice,
+            "answer": out.answer,
+            "index": out.index,
+            "letter": out.letter,
+            "probabilities": out.probabilities,
+            **_envelope(pipe, volume, timings),
+        }
+        text = f"{out.letter}. {out.answer}  (p={out.probabilities[out.index]:.2f})"
+    else:
+        ans = pipe.answer([ct], [args.question], params)[0]
+        timings.update(ans.timings_s)
+        doc = {"question": args.question, "answer": ans.text, "n_tokens": ans.n_tokens,
+               **_envelope(pipe, volume, timings, params)}
+        text = ans.text
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(text)
+    return 0

@@ -1,0 +1,1 @@
+"""HTTP routes: one small module per group, each a thin layer over `InferenceService`."""

@@ -1,0 +1,54 @@
+"""`/health/live`, `/health/ready`, `/version`, `/metrics`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request, Response
+
+from app.schemas import HealthResponse, Problem, VersionResponse
+from imaging.errors import CtscribeError, ErrorCode
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health/live", response_model=HealthResponse)
+async def live(request: Request) -> HealthResponse:
+    """The process answers (also while the model loads)."""
+    service = request.app.state.service
+    return HealthResponse(request_id=request.state.request_id, status="alive", ready=service.ready)
+
+
+@router.get("/health/ready", response_model=HealthResponse, responses={503: {"model": Problem}})
+async def ready(request: Request) -> HealthResponse:
+    """200 once the model is loaded and warmed up; 503 `model_not_ready` before (and if loading failed)."""
+    service = request.app.state.service
+    if not service.ready:
+        err = CtscribeError(ErrorCode.MODEL_NOT_READY, f"the model is {service.state}")
+        err.retry_after_s = request.app.state.settings.retry_after_s  # type: ignore[attr-defined]
+        raise err
+    return HealthResponse(request_id=request.state.request_id, status="ready", ready=True)
+
+
+@router.get("/version", response_model=VersionResponse)
+async def version(request: Request) -> VersionResponse:
+    from app.cli.main import _version
+
+    service = request.app.state.service
+    pipe = service.pipe
+    return VersionResponse(
+        request_id=request.state.request_id,
+        version=_version(),
+        model_hash=getattr(pipe, "model_hash", None),
+        weights_hash=getattr(pipe, "weights_hash", None),
+        checkpoint=Path(request.app.state.settings.checkpoint).name,
+        device=str(pipe.device) if pipe is not None else None,
+        state=service.state,
+    )
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    """Prometheus text format."""
+    body, content_type = request.app.state.metrics.render()
+    return Response(body, media_type=content_type)

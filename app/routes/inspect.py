@@ -1,0 +1,38 @@
+"""`POST /inspect`: read and validate an upload without the model (a dry run)."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Depends, Request
+
+from app.routes._common import MAX_UID_CHARS, Options, api_key, multipart_body, upload_limits
+from app.routes.report import ERRORS
+from app.schemas import InspectResponse
+from app.uploads import receive_upload
+
+router = APIRouter(tags=["input"])
+
+
+@router.post("/inspect", response_model=InspectResponse, responses=ERRORS,
+             openapi_extra=multipart_body())
+async def inspect(request: Request, key: str = Depends(api_key)) -> InspectResponse:
+    """The `ctscribe inspect --json` summary of the upload: format, geometry, HU, series, warnings."""
+    service = request.app.state.service
+    settings = request.app.state.settings
+    with service.admit(key):
+        start = time.perf_counter()
+        with await receive_upload(request, upload_limits(settings), settings.upload_dir) as upload:
+            upload_s = time.perf_counter() - start
+            series_uid = Options(upload).str("series_instance_uid", MAX_UID_CHARS)
+            start = time.perf_counter()
+            summary = await service.inspect(upload.source(), service.read_options(series_uid), upload.dir)
+    pipe = service.pipe
+    return InspectResponse(
+        request_id=request.state.request_id,
+        model_hash=getattr(pipe, "model_hash", None),
+        weights_hash=getattr(pipe, "weights_hash", None),
+        input=summary,
+        warnings=summary.get("warnings", []),
+        timings_s={"upload": upload_s, "decode": time.perf_counter() - start},
+    )

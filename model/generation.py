@@ -1,0 +1,172 @@
+"""Decoding from a (left-padded) `inputs_embeds` prompt, and multiple-choice scoring.
+
+`generate`: greedy by default; temperature + nucleus (top_p) sampling with a seeded
+generator; a cap on new tokens; batched with left padding, each row stops on its own at a
+stop token (later rows get pad and are dropped); an `on_tokens` callback sees every step.
+Tokens that must never be produced (the visual placeholder, pad) are suppressed.
+
+`score_options`: multiple choice by likelihood. Each option's answer text is scored by the
+MEAN log-probability of its tokens given the prompt (length-normalised: options have
+different lengths, and a sum would favour the shortest); a softmax over the per-option
+means gives the probabilities, and the answer is the argmax, so it is always an option.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+from model.ctscribe_model import position_ids_from_mask
+from model.decoder import Decoder
+from model.errors import invalid
+
+MAX_NEW_TOKENS_LIMIT = 4096
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """How text is decoded."""
+
+    max_new_tokens: int = 256
+    """Cap on generated tokens per answer."""
+    temperature: float = 0.0
+    """0 = greedy; > 0 samples from softmax(logits / temperature)."""
+    top_p: float = 1.0
+    """Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p."""
+    seed: int | None = None
+    """Seed of the sampling generator (None: a fresh random seed per call)."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= int(self.max_new_tokens) <= MAX_NEW_TOKENS_LIMIT:
+            raise invalid(f"max_new_tokens must be in 1..{MAX_NEW_TOKENS_LIMIT}, got {self.max_new_tokens}")
+        if not 0.0 <= float(self.temperature) <= 10.0:
+            raise invalid(f"temperature must be in [0, 10], got {self.temperature}")
+        if not 0.0 < float(self.top_p) <= 1.0:
+            raise invalid(f"top_p must be in (0, 1], got {self.top_p}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sample_next(logits: torch.Tensor, params: GenerationParams, generator: torch.Generator | None) -> torch.Tensor:
+    """(B, V) logits -> (B,) token ids."""
+    if params.temperature <= 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits.float() / params.temperature, dim=-1)
+    if params.top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        drop = sorted_probs.cumsum(-1) - sorted_probs >= params.top_p  # mass before this token already enough
+        sorted_probs = sorted_probs.masked_fill(drop, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def _generator(params: GenerationParams, device: torch.device) -> torch.Generator | None:
+    if params.temperature <= 0:
+        return None
+    gen = torch.Generator(device=device)
+    if params.seed is None:
+        gen.seed()
+    else:
+        gen.manual_seed(int(params.seed))
+    return gen
+
+
+@torch.inference_mode()
+def generate(
+    decoder: Decoder,
+    inputs_embeds: torch.Tensor,
+    attention_mask: torch.Tensor,
+    params: GenerationParams,
+    stop_ids: tuple[int, ...],
+    suppress_ids: tuple[int, ...] = (),
+    on_tokens: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
+) -> list[list[int]]:
+    """inputs_embeds (B, T, D), attention_mask (B, T) left padded -> new token ids per row.
+
+    Each row's list ends at (and excludes) its first stop token. `on_tokens(ids (B,), alive (B,))`
+    is called after every step with the step's tokens and which rows were still generating.
+    """
+    b = inputs_embeds.shape[0]
+    dev = inputs_embeds.device
+    mask = attention_mask.long().to(dev)
+    positions = position_ids_from_mask(mask)
+    generator = _generator(params, dev)
+    stops = torch.tensor(list(stop_ids) or [-1], device=dev)
+    suppress = torch.tensor(list(suppress_ids), dtype=torch.long, device=dev)
+
+    out = decoder(inputs_embeds=inputs_embeds, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+    past = out.past_key_values
+    logits = out.logits[:, -1]  # (B, V)
+    next_pos = positions[:, -1:] + 1  # (B, 1)
+    alive = torch.ones(b, dtype=torch.bool, device=dev)
+    rows: list[list[int]] = [[] for _ in range(b)]
+    for step in range(params.max_new_tokens):
+        if suppress.numel():
+            logits = logits.float().index_fill(-1, suppress, float("-inf"))
+        token = sample_next(logits, params, generator)  # (B,)
+        is_stop = torch.isin(token, stops)
+        for i in torch.nonzero(alive & ~is_stop).flatten().tolist():
+            rows[i].append(int(token[i]))
+        if on_tokens is not None:
+            on_tokens(token, alive & ~is_stop)
+        alive = alive & ~is_stop
+        if not bool(alive.any()) or step == params.max_new_tokens - 1:
+            break
+        mask = torch.cat([mask, torch.ones(b, 1, dtype=mask.dtype, device=dev)], dim=1)
+        out = decoder(
+            input_ids=token.unsqueeze(1),
+            attention_mask=mask,
+            position_ids=next_pos,
+            past_key_values=past,
+            use_cache=True,
+        )
+        past = out.past_key_values
+        logits = out.logits[:, -1]
+        next_pos = next_pos + 1
+    return rows
+
+
+@torch.inference_mode()
+def score_options(
+    decoder: Decoder,
+    inputs_embeds: torch.Tensor,
+    attention_mask: torch.Tensor,
+    labels: torch.Tensor,
+) -> torch.Tensor:
+    """(R, T) sequences of prompt + option answer -> (R,) mean log-prob of the labelled tokens."""
+    positions = position_ids_from_mask(attention_mask)
+    logits = decoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=positions).logits
+    target = labels[:, 1:]  # (R, T-1): token t+1 is predicted at position t
+    valid = target != -100
+    logp = torch.log_softmax(logits[:, :-1][valid].float(), dim=-1)  # (K, V): answer positions only
+    picked = logp.gather(-1, target[valid].unsqueeze(-1)).squeeze(-1)  # (K,)
+    rows = torch.nonzero(valid)[:, 0]  # (K,) which sequence each scored token belongs to
+    total = torch.zeros(labels.shape[0], dtype=picked.dtype, device=picked.device).index_add(0, rows, picked)
+    return total / valid.sum(-1).clamp(min=1)
+
+
+class TextStream:
+    """Turns per-step token ids into text deltas per row (for streaming callbacks).
+
+    Decodes each row's tokens so far and emits what was added since the last call; text that
+    ends in an incomplete UTF-8 sequence (U+FFFD) is held back until it completes.
+    """
+
+    def __init__(self, tokenizer, n_rows: int, emit: Callable[[int, str], None]):
+        self.tokenizer = tokenizer
+        self.emit = emit
+        self.ids: list[list[int]] = [[] for _ in range(n_rows)]
+        self.sent = [0] * n_rows
+
+    def __call__(self, token: torch.Tensor, alive: torch.Tensor) -> None:
+        for i in torch.nonzero(alive).flatten().tolist():
+            self.ids[i].append(int(token[i]))
+            text = self.tokenizer.decode(self.ids[i], skip_special_tokens=True)
+            if text.endswith("\ufffd"):
+                continue
+            if len(text) > self.sent[i]:
+                self.emit(i, text[self.sent[i] :])
+                self.sent[i] = len(text)

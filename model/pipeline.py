@@ -1,0 +1,318 @@
+"""The model-side API (docs: the model API contract): prepare CTs, write reports, answer questions.
+
+`build(preset)` makes a pipeline from a preset (random vision weights; base LMs and encoder
+weights the preset names are loaded), `load(dir_or_hub_id)` from a checkpoint. A Pipeline
+runs its model in eval mode under `torch.inference_mode`; it is not meant to be called from
+two threads at once (the service serialises model calls).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from model.batching import pad_prompts, stack_cts, to_device
+from model.config import ModelConfig
+from model.ctscribe_model import CTScribeModel, VisualFeatures, assemble
+from model.errors import invalid
+from model.generation import GenerationParams, TextStream, generate, score_options
+from model.preprocess import PLANES, PreparedCT, preprocess
+from model.prompts import (
+    LETTERS,
+    check_choices,
+    encode,
+    mcq_answer,
+    mcq_prompt,
+    question_prompt,
+    report_prompt,
+)
+from model.results import AnswerOutput, ChoiceOutput, ReportOutput
+from model.tokenizer import never_generate_ids, stop_token_ids
+
+N_KEY_SLICES = 5
+
+
+class Pipeline:
+    def __init__(self, model: CTScribeModel, tokenizer, device: torch.device | str = "cpu", source: str = ""):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.device = torch.device(device)
+        self.source = source
+        """Preset name or checkpoint path this pipeline came from."""
+        self._weights_hash: str | None = None
+        self._stop_ids = stop_token_ids(tokenizer, self.config.prompt)
+        self._suppress_ids = never_generate_ids(tokenizer, self.config.prompt)
+
+    # ---- identity ----------------------------------------------------------------------------
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.cfg
+
+    @property
+    def model_hash(self) -> str:
+        """sha256[:16] of the config JSON."""
+        doc = json.dumps(self.config.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(doc.encode()).hexdigest()[:16]
+
+    @property
+    def weights_hash(self) -> str:
+        """sha256[:16] over the weights (computed once; the same before saving and after loading)."""
+        if self._weights_hash is None:
+            self._weights_hash = weights_hash(self.model)
+        return self._weights_hash
+
+    # ---- inputs ------------------------------------------------------------------------------
+
+    def prepare(self, hu_zyx: np.ndarray, spacing_mm_zyx, orientation_in: str = "LPS") -> PreparedCT:
+        """Canonical HU volume -> slice tensors for this model (pure numpy/torch, CPU)."""
+        return preprocess(hu_zyx, spacing_mm_zyx, self.config.preprocess, orientation_in)
+
+    def _encode(self, cts: Sequence[PreparedCT]) -> tuple[VisualFeatures, dict]:
+        for ct in cts:
+            if not isinstance(ct, PreparedCT):
+                raise invalid("expected PreparedCT inputs (from Pipeline.prepare)")
+        batch = to_device(stack_cts(cts), self.device)
+        visual = self.model.encode_volume(batch["slices"], batch["plane_ids"], batch["positions"], batch["slice_mask"])
+        return visual, batch
+
+    def _prompt_batch(self, prompts: list[str], answers: list[str] | None = None, close: bool = True) -> dict:
+        cfg = self.config.prompt
+        encoded = [
+            encode(self.tokenizer, cfg, p, None if answers is None else answers[i], close=close)
+            for i, p in enumerate(prompts)
+        ]
+        return to_device(pad_prompts(encoded, int(self.tokenizer.pad_token_id), side="left"), self.device)
+
+    def _check_length(self, n_prompt: int, max_new_tokens: int) -> None:
+        limit = int(getattr(self.model.decoder.base.config, "max_position_embeddings", 0) or 0)
+        if limit and n_prompt + max_new_tokens > limit:
+            raise invalid(
+                f"prompt ({n_prompt} tokens) + max_new_tokens ({max_new_tokens}) exceed the decoder's {limit}"
+            )
+
+    # ---- generation --------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def _generate(
+        self,
+        cts: Sequence[PreparedCT],
+        prompts_for: Callable[[int], list[str]],
+        params: GenerationParams | None,
+        on_text: Callable[[int, str], None] | None,
+    ) -> tuple[list[list[int]], VisualFeatures, torch.Tensor, dict, dict[str, float]]:
+        params = params or GenerationParams()
+        t0 = time.perf_counter()
+        visual, batch = self._encode(cts)
+        n_ph = self.model.n_placeholders(int(batch["slices"].shape[1]))
+        text = self._prompt_batch(prompts_for(n_ph))
+        self._check_length(int(text["input_ids"].shape[1]), params.max_new_tokens)
+        embeds, fused = self.model.build_inputs_embeds(visual, text["input_ids"], text["attention_mask"], text["prompt_mask"])
+        t1 = time.perf_counter()
+        stream = TextStream(self.tokenizer, len(cts), on_text) if on_text is not None else None
+        rows = generate(
+            self.model.decoder,
+            embeds,
+            text["attention_mask"],
+            params,
+            self._stop_ids,
+            self._suppress_ids,
+            on_tokens=stream,
+        )
+        t2 = time.perf_counter()
+        timings = {"encode": round(t1 - t0, 4), "generate": round(t2 - t1, 4)}
+        return rows, visual, fused.slice_attention, batch, timings
+
+    def report(
+        self,
+        cts: list[PreparedCT],
+        params: GenerationParams | None = None,
+        on_text: Callable[[int, str], None] | None = None,
+    ) -> list[ReportOutput]:
+        """One findings report per CT (batched)."""
+        if not cts:
+            return []
+        cfg = self.config.prompt
+        rows, visual, alpha, batch, timings = self._generate(cts, lambda n: [report_prompt(cfg, n)] * len(cts), params, on_text)
+        probs = torch.sigmoid(visual.label_logits.float()).cpu() if visual.label_logits is not None else None
+        names = self.config.labels.names
+        out = []
+        for i, ids in enumerate(rows):
+            labels = {} if probs is None else {n: round(float(p), 6) for n, p in zip(names, probs[i].tolist())}
+            out.append(
+                ReportOutput(
+                    text=self._decode(ids),
+                    labels=labels,
+                    key_slices=key_slices(alpha[i], batch["plane_ids"][i], batch["slice_index"][i], batch["slice_mask"][i]),
+                    n_tokens=len(ids),
+                    timings_s=dict(timings),
+                )
+            )
+        return out
+
+    def answer(
+        self,
+        cts: list[PreparedCT],
+        questions: list[str],
+        params: GenerationParams | None = None,
+        on_text: Callable[[int, str], None] | None = None,
+    ) -> list[AnswerOutput]:
+        """Free-text answer to one question per CT (batched)."""
+        if len(questions) != len(cts):
+            raise invalid(f"{len(cts)} CTs but {len(questions)} questions")
+        if not cts:
+            return []
+        cfg = self.config.prompt
+        rows, _, _, _, timings = self._generate(
+            cts, lambda n: [question_prompt(cfg, n, q) for q in questions], params, on_text
+        )
+        return [AnswerOutput(text=self._decode(ids), n_tokens=len(ids), timings_s=dict(timings)) for ids in rows]
+
+    @torch.inference_mode()
+    def choose(self, cts: list[PreparedCT], questions: list[str], choices: list[list[str]]) -> list[ChoiceOutput]:
+        """Multiple choice by likelihood: every option of every question scored in one pass."""
+        if not (len(cts) == len(questions) == len(choices)):
+            raise invalid(f"{len(cts)} CTs, {len(questions)} questions and {len(choices)} choice lists must match")
+        if not cts:
+            return []
+        cfg = self.config.prompt
+        options = [check_choices(c) for c in choices]
+        t0 = time.perf_counter()
+        visual, batch = self._encode(cts)
+        n_ph = self.model.n_placeholders(int(batch["slices"].shape[1]))
+        prompts, answers = [], []
+        for q, opts in zip(questions, options):
+            prompt = mcq_prompt(cfg, n_ph, q, opts)
+            for j, opt in enumerate(opts):
+                prompts.append(prompt)
+                answers.append(mcq_answer(cfg, j, opt))
+        text = self._prompt_batch(prompts, answers, close=False)
+        self._check_length(int(text["input_ids"].shape[1]), 1)
+        counts = [len(o) for o in options]
+        embeds, _ = self.model.build_inputs_embeds(
+            visual.repeat(counts), text["input_ids"], text["attention_mask"], text["prompt_mask"]
+        )
+        t1 = time.perf_counter()
+        scores = score_options(self.model.decoder, embeds, text["attention_mask"], text["labels"]).cpu()
+        t2 = time.perf_counter()
+        timings = {"encode": round(t1 - t0, 4), "score": round(t2 - t1, 4)}
+        out, start = [], 0
+        for opts in options:
+            probs = torch.softmax(scores[start : start + len(opts)].double(), dim=0)
+            start += len(opts)
+            best = int(probs.argmax())
+            out.append(
+                ChoiceOutput(
+                    answer=opts[best],
+                    index=best,
+                    letter=LETTERS[best],
+                    probabilities=[float(p) for p in probs.tolist()],
+                    timings_s=dict(timings),
+                )
+            )
+        return out
+
+    # ---- misc --------------------------------------------------------------------------------
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+    def merge(self) -> Pipeline:
+        """Fold LoRA into the decoder weights (faster serving); returns self."""
+        self.model.decoder.merge()
+        self.model.cfg = self.model.cfg.replace(decoder=self.model.decoder.cfg)
+        self._weights_hash = None
+        return self
+
+    def save(self, directory: str | os.PathLike, merged: bool = False):
+        from model import checkpoint
+
+        return checkpoint.save(self, directory, merged=merged)
+
+
+def key_slices(
+    alpha: torch.Tensor, plane_ids: torch.Tensor, slice_index: torch.Tensor, mask: torch.Tensor, k: int = N_KEY_SLICES
+) -> list[dict]:
+    """Top-k slices by the fusion's α: [{plane, index, weight}], best first."""
+    weights = alpha.float().cpu().masked_fill(~mask.cpu(), -1.0)
+    k = min(k, int(mask.sum()))
+    top = torch.topk(weights, k).indices.tolist() if k else []
+    return [
+        {"plane": PLANES[int(plane_ids[j])], "index": int(slice_index[j]), "weight": round(float(alpha[j]), 6)}
+        for j in top
+    ]
+
+
+def weights_hash(model: CTScribeModel) -> str:
+    """sha256[:16] over every weight that defines the model's behaviour.
+
+    Vision parts always; for the decoder, the base LM's id plus the LoRA weights when the
+    base is referenced by id, else every decoder weight (random-init or merged decoders).
+    """
+    h = hashlib.sha256()
+
+    def add(name: str, t: torch.Tensor) -> None:
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+
+    for prefix, module in model.vision_modules().items():
+        for key, t in sorted(module.state_dict().items()):
+            add(f"{prefix}.{key}", t)
+    dec = model.decoder
+    by_id = dec.has_lora and bool(model.cfg.decoder.name_or_path)
+    if by_id:
+        h.update(f"base={model.cfg.decoder.name_or_path}\n".encode())
+    for key, t in sorted(dec.lm.state_dict().items()):
+        if not by_id or "lora_" in key:
+            add(f"decoder.{key}", t)
+    return h.hexdigest()[:16]
+
+
+# ---- constructors ------------------------------------------------------------------------
+
+
+def build(
+    preset: str | ModelConfig, device: str | torch.device = "cpu", seed: int = 0, dtype: torch.dtype | None = None
+) -> Pipeline:
+    """A pipeline from a preset name or a ModelConfig: vision parts random (seeded), the base LM
+    random (`tiny`) or loaded (others), encoder weights loaded when the config names them."""
+    from model import checkpoint
+    from model.decoder import build_decoder, random_lm
+    from model.tokenizer import build_tiny_tokenizer, prepare_tokenizer
+
+    cfg = ModelConfig.from_preset(preset) if isinstance(preset, str) else preset
+    if cfg.decoder.tokenizer == "tiny-bpe":
+        tokenizer = build_tiny_tokenizer(cfg.prompt)
+    else:
+        tokenizer = prepare_tokenizer(checkpoint.load_base_tokenizer(cfg.decoder), cfg.prompt)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if cfg.decoder.name_or_path:
+            lm = checkpoint.load_base_lm(cfg.decoder)
+        else:
+            lm = random_lm(
+                cfg.decoder, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+            )
+        decoder = build_decoder(cfg.decoder, lm, len(tokenizer))
+        model = assemble(cfg, tokenizer, decoder)
+    checkpoint.load_encoder_weights(model.encoder, cfg.encoder)
+    model.to(device)
+    if dtype is not None:
+        model.decoder.to(dtype)
+    return Pipeline(model, tokenizer, device, source=cfg.name if isinstance(preset, str) else "config")
+
+
+def load(dir_or_hub_id: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> Pipeline:
+    """A pipeline from a checkpoint directory or hub id (ModelError when missing or malformed)."""
+    from model import checkpoint
+
+    directory = checkpoint.resolve(dir_or_hub_id)
+    model, tokenizer = checkpoint.load_parts(directory, device=device, dtype=dtype)
+    return Pipeline(model, tokenizer, device, source=str(dir_or_hub_id))

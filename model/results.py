@@ -1,0 +1,48 @@
+"""Result types of the Pipeline API (what the service and the CLI serialise)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class ReportOutput:
+    text: str
+    """The generated findings/impression report."""
+    labels: dict[str, float]
+    """Probability of each CT-RATE label from the label head ({} when the model has none)."""
+    key_slices: list[dict]
+    """Most attended slices (fusion α), best first: {plane, index, weight}."""
+    n_tokens: int
+    """Generated tokens (stop token excluded)."""
+    timings_s: dict[str, float] = field(default_factory=dict)
+    """Seconds per stage for the batch this result came from: encode, generate."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class AnswerOutput:
+    text: str
+    n_tokens: int
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ChoiceOutput:
+    answer: str
+    """The chosen option's text (always one of the choices)."""
+    index: int
+    """Index of the chosen option."""
+    letter: str
+    """a, b, c, ... of the chosen option."""
+    probabilities: list[float]
+    """One per option, summing to 1 (softmax of the length-normalised log-likelihoods)."""
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

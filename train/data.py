@@ -1,0 +1,156 @@
+"""Datasets for the three stages, all reading preprocessed volumes through the cache.
+
+Every dataset is indexed by `(index, seed)` items from `StepBatchSampler`; the seed drives
+any randomness of the item (crops, views), so batches are reproducible across workers and
+resumes. Volumes are preprocessed once (`warm_cache`, main process first) and afterwards
+only read from the cache; the DINO dataset reads single slices lazily from the
+`.safetensors` file instead of the whole volume.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from torch.utils.data import Dataset
+
+from imaging.errors import CtscribeError, ErrorCode
+from train.cache import PreprocessCache
+from train.manifest import Sample, filter_split, read_manifest
+from train.volume_io import load_hu
+
+log = logging.getLogger(__name__)
+
+PREPARED_FIELDS = ("slices", "plane_ids", "positions", "slice_index")
+
+
+class PrepareVolume:
+    """Cache miss path: read a manifest sample's volume as HU and run the model's preprocess."""
+
+    def __init__(self, preprocess_config):
+        self.preprocess_config = preprocess_config
+
+    def __call__(self, sample: Sample) -> dict[str, torch.Tensor]:
+        from model.preprocess import preprocess
+
+        hu, spacing, orientation_in = load_hu(
+            sample.volume,
+            hu_source=sample.hu_source,
+            rescale_slope=sample.rescale_slope,
+            rescale_intercept=sample.rescale_intercept,
+            spacing_mm_zyx=sample.spacing_mm_zyx,
+        )
+        ct = preprocess(hu, spacing, self.preprocess_config, orientation_in)
+        return {name: getattr(ct, name) for name in PREPARED_FIELDS}
+
+
+def make_cache(cache_dir: str | Path, preprocess_config, store_dtype: str = "float16") -> PreprocessCache:
+    return PreprocessCache(cache_dir, preprocess_config, PrepareVolume(preprocess_config), store_dtype=store_dtype)
+
+
+def load_samples(manifest: str, split: str) -> list[Sample]:
+    if not manifest:
+        raise CtscribeError(ErrorCode.INVALID_REQUEST, "training config: 'manifest' is required")
+    return filter_split(read_manifest(manifest, check_files=True), split or None)
+
+
+def warm_cache(samples: list[Sample], cache: PreprocessCache, progress: bool = False) -> list[str]:
+    """Preprocess every sample not cached yet; returns the cache keys in sample order."""
+    iterator = samples
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(samples, desc="preprocess", dynamic_ncols=True)
+    keys = [cache.get(s).key for s in iterator]
+    log.info("preprocess cache: %d hits, %d misses", cache.hits, cache.misses)
+    return keys
+
+
+def prepared_ct(tensors: dict[str, torch.Tensor]):
+    """Cached tensors -> model.PreparedCT."""
+    from model.preprocess import PreparedCT
+
+    return PreparedCT(**{name: tensors[name] for name in PREPARED_FIELDS})
+
+
+class VolumeDataset(Dataset):
+    """One item per volume: its prepared tensors (+ the item seed and sample index)."""
+
+    def __init__(self, samples: list[Sample], cache: PreprocessCache, keys: list[str]):
+        self.samples = samples
+        self.cache = cache
+        self.paths = [cache.path_for(k) for k in keys]
+        self.keys = keys
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, index: int) -> dict[str, torch.Tensor]:
+        from safetensors.torch import load_file
+
+        tensors = load_file(str(self.paths[index]))
+        return {n: t.float() if t.is_floating_point() else t for n, t in tensors.items()}
+
+    def __getitem__(self, item: tuple[int, int]) -> dict:
+        index, seed = item
+        return {"index": index, "seed": seed, **self.load(index)}
+
+
+@dataclass(frozen=True)
+class SliceRef:
+    volume: int
+    slice: int
+    plane: int
+
+
+class SliceDataset(Dataset):
+    """One item per slice of every plane of every volume (stage 1); reads one slice per item."""
+
+    def __init__(self, samples: list[Sample], cache: PreprocessCache, keys: list[str], transform):
+        self.paths = [str(cache.path_for(k)) for k in keys]
+        self.transform = transform
+        self.refs: list[SliceRef] = []
+        for v, path in enumerate(self.paths):
+            with safe_open(path, framework="pt") as f:
+                planes = f.get_tensor("plane_ids").tolist()
+            self.refs.extend(SliceRef(v, s, p) for s, p in enumerate(planes))
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __getitem__(self, item: tuple[int, int]):
+        index, seed = item
+        ref = self.refs[index]
+        with safe_open(self.paths[ref.volume], framework="pt") as f:
+            image = f.get_slice("slices")[ref.slice].float()  # (3, H, W)
+        generator = torch.Generator().manual_seed(seed)
+        return self.transform(image, generator)
+
+
+def pad_prepared(items: list[dict]) -> dict[str, torch.Tensor]:
+    """Stack volumes with different slice counts: pad to the longest, `slice_mask` marks real slices."""
+    n_max = max(int(it["slices"].shape[0]) for it in items)
+    b = len(items)
+    _, c, h, w = items[0]["slices"].shape
+    slices = torch.zeros(b, n_max, c, h, w)
+    plane_ids = torch.zeros(b, n_max, dtype=torch.long)
+    positions = torch.zeros(b, n_max)
+    slice_index = torch.zeros(b, n_max, dtype=torch.long)
+    mask = torch.zeros(b, n_max, dtype=torch.bool)
+    for i, it in enumerate(items):
+        n = int(it["slices"].shape[0])
+        slices[i, :n] = it["slices"]
+        plane_ids[i, :n] = it["plane_ids"].long()
+        positions[i, :n] = it["positions"].float()
+        slice_index[i, :n] = it["slice_index"].long()
+        mask[i, :n] = True
+    return {
+        "slices": slices,  # (B, S, 3, H, W)
+        "plane_ids": plane_ids,
+        "positions": positions,
+        "slice_index": slice_index,
+        "slice_mask": mask,
+    }

@@ -1,0 +1,73 @@
+"""The bits of the model the stages share: the model config, the slice encoder, weight files.
+
+Stage 1 trains the same encoder class the model uses (`model.encoder.SliceEncoder`), so its
+exported state dict loads into stage 2, stage 3 and the model's checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from imaging.errors import CtscribeError, ErrorCode
+
+
+def load_model_config(preset: str, init_checkpoint: str = ""):
+    """The ModelConfig of `init_checkpoint`'s config.json, else of the preset."""
+    from model.config import ModelConfig
+
+    if init_checkpoint:
+        path = Path(init_checkpoint) / "config.json"
+        if not path.is_file():
+            raise CtscribeError(ErrorCode.INVALID_REQUEST, f"no config.json in checkpoint {init_checkpoint}")
+        return ModelConfig.from_dict(json.loads(path.read_text()))
+    return ModelConfig.from_preset(preset)
+
+
+def build_encoder(enc_cfg) -> nn.Module:
+    """A randomly initialised `model.encoder.SliceEncoder` (pretrained weights are the caller's)."""
+    from model.encoder import build_encoder as build_slice_encoder
+
+    return build_slice_encoder(enc_cfg)
+
+
+def encode(encoder: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) -> (N, d_slice) embeddings, pooled as the model does (CLS, or CLS + patch mean).
+
+    Goes to the ViT directly with position-embedding interpolation, so DINO's local crops
+    (smaller than the configured image size) work too.
+    """
+    vit = encoder.vit
+    dtype = vit.embeddings.patch_embeddings.projection.weight.dtype
+    hidden = vit(pixel_values=images.to(dtype), interpolate_pos_encoding=True).last_hidden_state  # (N, 1 + P, D)
+    emb = hidden[:, 0]
+    if encoder.cfg.pool == "cls+mean":
+        emb = torch.cat([emb, hidden[:, 1:].mean(dim=1)], dim=-1)  # (N, 2D)
+    return emb
+
+
+def save_weights(module: nn.Module, path: Path, metadata: dict | None = None) -> Path:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata={k: str(v) for k, v in (metadata or {}).items()})
+    return path
+
+
+def load_weights(module: nn.Module, path: str | Path, what: str) -> None:
+    """Load a `.safetensors` state dict strictly; shape or key mismatches are clear errors."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise CtscribeError(ErrorCode.INVALID_REQUEST, f"{what} weights not found: {path}")
+    state = load_file(str(path))
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CtscribeError(ErrorCode.INVALID_REQUEST, f"{what} weights {path} do not fit: {first}") from None
