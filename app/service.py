@@ -167,8 +167,12 @@ class InferenceService:
 
         device = resolve_device(self.settings.device)
         if self.settings.checkpoint == "tiny":
-            return model.build("tiny", device=device, seed=0)
-        return model.load(self.settings.checkpoint, device=device)
+            pipe = model.build("tiny", device=device, seed=0)
+        else:
+            pipe = model.load(self.settings.checkpoint, device=device)
+        if self.settings.fast_decode and pipe.device.type == "cuda":
+            pipe.merge().enable_fast_decode()
+        return pipe
 
     def _warm_up(self) -> None:
         """One short generation on a synthetic cylinder, so lazy init happens before traffic."""

@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     """Parent of the private per-request temp dirs; None = the system temp dir."""
     warmup: bool = True
     """Run one tiny generation at startup so the first request does not pay for lazy init."""
+    fast_decode: bool = True
+    """On a GPU: merge LoRA into the decoder and decode through the static-cache / CUDA-graph
+    path (`model.fast_decode`; greedy output is unchanged). Ignored on a CPU."""
     log_level: str = "info"
 
     @field_validator("api_keys", "cors_origins", mode="before")

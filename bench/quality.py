@@ -17,7 +17,6 @@ image rather than from text priors. Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import write_result  # noqa: E402
+from bench._common import write_json  # noqa: E402
 
 DEFAULT_CHECKPOINT = ROOT / "model" / "weights" / "demo"
 
@@ -104,7 +103,7 @@ def main() -> int:
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--no-baseline", action="store_true", help="skip the random-vision baseline")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep phantoms and predictions here (resumable)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "quality.json")
+    parser.add_argument("--out", default=None, help="JSON path (default bench/results/quality.json)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="ctscribe-quality-") as tmp:
@@ -120,9 +119,8 @@ def main() -> int:
     for name, r in runs.items():
         print(f"{name:16s} {r['label_head']['macro']['f1']:14.3f} {r['report_labeler']['macro']['f1']:16.3f} "
               f"{r['mcq_accuracy']:8.3f} {r['bleu_4_mean']:7.3f}")
-    write_result(args.out, {"checkpoint": args.checkpoint, "n": args.n, "seed": args.seed,
-                            "max_new_tokens": args.max_new_tokens, "runs": runs})
-    print(f"wrote {args.out}")
+    write_json("quality", {"checkpoint": args.checkpoint, "n": args.n, "seed": args.seed,
+                            "max_new_tokens": args.max_new_tokens, "runs": runs}, args.out)
     return 0
 
 

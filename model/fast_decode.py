@@ -31,6 +31,8 @@ class SamplingConfig:
     top_p: float = 1.0
     eos_token_ids: tuple[int, ...] = ()
     pad_token_id: int = 0
+    suppress_token_ids: tuple[int, ...] = ()
+    """Ids never generated (the visual placeholder, pad): their logits are set to -inf."""
 
 
 def _bucket(value: int, buckets: Sequence[int]) -> int:
@@ -188,8 +190,11 @@ class FastDecoder:
         next_position = positions[:, -1:] + 1
         eos = torch.tensor(cfg.eos_token_ids or [-1], device=state.device)
         finished = torch.zeros(batch, dtype=torch.bool, device=state.device)
+        suppress = torch.tensor(cfg.suppress_token_ids, dtype=torch.long, device=state.device)
         generated: list[torch.Tensor] = []
         for step in range(cfg.max_new_tokens):
+            if suppress.numel():
+                logits = logits.float().index_fill(-1, suppress, float("-inf"))
             token = pick_next_token(logits, cfg, generator)
             token = torch.where(finished, torch.full_like(token, cfg.pad_token_id), token)
             generated.append(token)

@@ -130,6 +130,45 @@ def generate(
 
 
 @torch.inference_mode()
+def fast_generate(
+    fast,
+    inputs_embeds: torch.Tensor,
+    attention_mask: torch.Tensor,
+    params: GenerationParams,
+    stop_ids: tuple[int, ...],
+    suppress_ids: tuple[int, ...] = (),
+    on_tokens: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
+) -> list[list[int]]:
+    """`generate`'s contract on a `model.fast_decode.FastDecoder` (static cache, CUDA graphs).
+
+    Greedy output equals `generate` token for token; sampling draws from the same distribution
+    (not the same random stream).
+    """
+    from model.fast_decode import SamplingConfig
+
+    dev = inputs_embeds.device
+    stops = torch.tensor(list(stop_ids) or [-1], device=dev)
+    alive = torch.ones(inputs_embeds.shape[0], dtype=torch.bool, device=dev)
+
+    def step(token: torch.Tensor) -> None:
+        nonlocal alive
+        live = alive & ~torch.isin(token, stops)
+        if on_tokens is not None:
+            on_tokens(token, live)
+        alive = live
+
+    cfg = SamplingConfig(max_new_tokens=params.max_new_tokens, temperature=params.temperature, top_p=params.top_p,
+                         eos_token_ids=tuple(stop_ids), suppress_token_ids=tuple(suppress_ids))
+    ids = fast.generate(inputs_embeds, attention_mask, cfg, _generator(params, dev), on_tokens=step)
+    rows = []
+    stop_set = set(stop_ids)
+    for row in ids.tolist():
+        end = next((i for i, t in enumerate(row) if t in stop_set), len(row))
+        rows.append(row[:end])
+    return rows
+
+
+@torch.inference_mode()
 def score_options(
     decoder: Decoder,
     inputs_embeds: torch.Tensor,

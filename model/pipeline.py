@@ -21,7 +21,7 @@ from model.batching import pad_prompts, stack_cts, to_device
 from model.config import ModelConfig
 from model.ctscribe_model import CTScribeModel, VisualFeatures, assemble
 from model.errors import invalid
-from model.generation import GenerationParams, TextStream, generate, score_options
+from model.generation import GenerationParams, TextStream, fast_generate, generate, score_options
 from model.preprocess import PLANES, PreparedCT, preprocess
 from model.prompts import (
     LETTERS,
@@ -48,6 +48,8 @@ class Pipeline:
         self._weights_hash: str | None = None
         self._stop_ids = stop_token_ids(tokenizer, self.config.prompt)
         self._suppress_ids = never_generate_ids(tokenizer, self.config.prompt)
+        self._fast = None
+        """A `FastDecoder` once `enable_fast_decode` ran; None decodes with HF's dynamic cache."""
 
     # ---- identity ----------------------------------------------------------------------------
 
@@ -116,15 +118,12 @@ class Pipeline:
         embeds, fused = self.model.build_inputs_embeds(visual, text["input_ids"], text["attention_mask"], text["prompt_mask"])
         t1 = time.perf_counter()
         stream = TextStream(self.tokenizer, len(cts), on_text) if on_text is not None else None
-        rows = generate(
-            self.model.decoder,
-            embeds,
-            text["attention_mask"],
-            params,
-            self._stop_ids,
-            self._suppress_ids,
-            on_tokens=stream,
-        )
+        if self._fast is not None:
+            rows = fast_generate(self._fast, embeds.to(self.model.decoder.dtype), text["attention_mask"], params,
+                                 self._stop_ids, self._suppress_ids, on_tokens=stream)
+        else:
+            rows = generate(self.model.decoder, embeds, text["attention_mask"], params, self._stop_ids,
+                            self._suppress_ids, on_tokens=stream)
         t2 = time.perf_counter()
         timings = {"encode": round(t1 - t0, 4), "generate": round(t2 - t1, 4)}
         return rows, visual, fused.slice_attention, batch, timings
@@ -228,6 +227,18 @@ class Pipeline:
         self.model.decoder.merge()
         self.model.cfg = self.model.cfg.replace(decoder=self.model.decoder.cfg)
         self._weights_hash = None
+        if self._fast is not None:  # it held the PEFT-wrapped LM
+            self.enable_fast_decode()
+        return self
+
+    def enable_fast_decode(self, use_cuda_graphs: bool | None = None) -> Pipeline:
+        """Decode through a static KV cache (+ one CUDA graph per shape bucket on a GPU); returns self.
+
+        Merge LoRA first for speed (`merge()`); greedy text is unchanged either way.
+        """
+        from model.fast_decode import FastDecoder
+
+        self._fast = FastDecoder(self.model.decoder.lm, use_cuda_graphs=use_cuda_graphs)
         return self
 
     def save(self, directory: str | os.PathLike, merged: bool = False):

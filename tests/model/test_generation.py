@@ -99,3 +99,26 @@ def test_public_api_surface():
     assert {"load", "build", "Pipeline", "GenerationParams", "ReportOutput", "AnswerOutput", "ChoiceOutput",
             "ModelError", "PreparedCT"} <= set(model.__all__)
     assert GenerationParams().to_dict() == {"max_new_tokens": 256, "temperature": 0.0, "top_p": 1.0, "seed": None}
+
+
+@pytest.mark.parametrize("merged", [False, True], ids=["lora", "merged"])
+def test_fast_decode_path_gives_the_same_text_and_stream(tiny_cts, merged):
+    import model
+
+    plain = model.build("tiny", seed=3)
+    fast = model.build("tiny", seed=3)
+    if merged:
+        plain.merge()
+        fast.merge()
+    fast.enable_fast_decode()
+    params = GenerationParams(max_new_tokens=16)
+    questions = ["Is there a nodule?", "Describe the mediastinum and the heart size in one short sentence please."]
+    for pipe_call in (lambda p, **kw: p.report(tiny_cts, params, **kw),
+                      lambda p, **kw: p.answer(tiny_cts, questions, params, **kw)):
+        streams = {name: {0: [], 1: []} for name in ("plain", "fast")}
+        want = pipe_call(plain, on_text=lambda i, d: streams["plain"][i].append(d))
+        got = pipe_call(fast, on_text=lambda i, d: streams["fast"][i].append(d))
+        assert [g.text for g in got] == [w.text for w in want]
+        assert [g.n_tokens for g in got] == [w.n_tokens for w in want]
+        assert streams["fast"] == streams["plain"]
+    assert any(w.n_tokens > 2 for w in want)  # the comparison covered real decoding, not an instant stop
