@@ -116,8 +116,8 @@ def test_fast_decode_path_gives_the_same_text_and_stream(tiny_cts, merged):
     for pipe_call in (lambda p, **kw: p.report(tiny_cts, params, **kw),
                       lambda p, **kw: p.answer(tiny_cts, questions, params, **kw)):
         streams = {name: {0: [], 1: []} for name in ("plain", "fast")}
-        want = pipe_call(plain, on_text=lambda i, d: streams["plain"][i].append(d))
-        got = pipe_call(fast, on_text=lambda i, d: streams["fast"][i].append(d))
+        want = pipe_call(plain, on_text=lambda i, d, s=streams["plain"]: s[i].append(d))
+        got = pipe_call(fast, on_text=lambda i, d, s=streams["fast"]: s[i].append(d))
         assert [g.text for g in got] == [w.text for w in want]
         assert [g.n_tokens for g in got] == [w.n_tokens for w in want]
         assert streams["fast"] == streams["plain"]
