@@ -1,7 +1,8 @@
 """Does the demo model read pixels? Label F1 and multiple-choice accuracy on new phantoms.
 
 Usage: python bench/quality.py [--checkpoint DIR] [--n 200] [--seed 1000] [--batch-size 8]
-                               [--max-new-tokens 256] [--no-baseline] [--out bench/results/quality.json]
+                               [--max-new-tokens 256] [--mcq-per-case K] [--no-baseline]
+                               [--work-dir DIR] [--out bench/results/quality.json]
 
 Generates `--n` phantoms with a dataset seed never used in training (the bundled checkpoint is
 trained on seed 0), runs `eval generate` (reports + every multiple-choice question) and
@@ -36,13 +37,24 @@ def rendered_labels() -> tuple[str, ...]:
     return tuple(dict.fromkeys(FINDING_LABELS.values()))
 
 
-def make_phantom_manifest(root: Path, n: int, seed: int) -> Path:
+def make_phantom_manifest(root: Path, n: int, seed: int, mcq_per_case: int | None) -> Path:
+    """`n` phantoms and their manifest; keeps `mcq_per_case` multiple-choice questions of each (seeded pick)."""
+    import random
+    from dataclasses import replace
+
     from imaging.phantom.dataset import write_dataset
     from train.manifest import write_manifest
     from train.phantom_import import import_phantom
 
     write_dataset(root, n, seed=seed, split="valid")
     samples = import_phantom(root).samples
+    if mcq_per_case is not None:
+        rng = random.Random(seed)
+        picked = []
+        for s in samples:
+            mcqs = [q for q in s.questions if q.kind == "mcq"]
+            picked.append(replace(s, questions=tuple(rng.sample(mcqs, min(mcq_per_case, len(mcqs))))))
+        samples = picked
     return write_manifest(root / "manifest.jsonl", samples)
 
 
@@ -101,6 +113,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1000, help="phantom dataset seed (training used 0)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--mcq-per-case", type=int, default=None,
+                        help="score K seeded-random multiple-choice questions per phantom (CPU budget)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the random-vision baseline")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep phantoms and predictions here (resumable)")
     parser.add_argument("--out", default=None, help="JSON path (default bench/results/quality.json)")
@@ -108,7 +122,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="ctscribe-quality-") as tmp:
         work = args.work_dir or Path(tmp)
-        manifest = make_phantom_manifest(work / "phantoms", args.n, args.seed)
+        manifest = make_phantom_manifest(work / "phantoms", args.n, args.seed, args.mcq_per_case)
         runs = {"trained": evaluate(args.checkpoint, manifest, work / "trained", args)}
         if not args.no_baseline:
             baseline = random_vision_checkpoint(args.checkpoint, work / "random-vision-checkpoint")
@@ -120,6 +134,7 @@ def main() -> int:
         print(f"{name:16s} {r['label_head']['macro']['f1']:14.3f} {r['report_labeler']['macro']['f1']:16.3f} "
               f"{r['mcq_accuracy']:8.3f} {r['bleu_4_mean']:7.3f}")
     write_json("quality", {"checkpoint": args.checkpoint, "n": args.n, "seed": args.seed,
+                           "mcq_per_case": args.mcq_per_case,
                             "max_new_tokens": args.max_new_tokens, "runs": runs}, args.out)
     return 0
 
