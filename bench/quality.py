@@ -62,9 +62,9 @@ def random_vision_checkpoint(checkpoint: str, out_dir: Path, seed: int = 0) -> P
     """The checkpoint with encoder, aggregator, fusion and label head re-initialised (seeded)."""
     import torch
 
-    import model
+    from eval.generate import load_pipeline
 
-    pipe = model.load(checkpoint)
+    pipe = load_pipeline(checkpoint)
     torch.manual_seed(seed)
     for module in pipe.model.vision_modules().values():
         for sub in module.modules():

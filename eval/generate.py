@@ -113,7 +113,8 @@ def _batches(items: list[WorkItem], batch_size: int) -> Iterator[list[WorkItem]]
         yield batch
 
 
-def _load_pipeline(checkpoint: str, device: str):
+def load_pipeline(checkpoint: str, device: str = "cpu"):
+    """A checkpoint dir or hub id, or `preset:NAME` for a seeded random-weight preset."""
     import model
 
     if checkpoint.startswith("preset:"):
@@ -173,7 +174,7 @@ def generate(checkpoint: str, manifest: str | Path, out_dir: str | Path, config:
         raise CtscribeError(ErrorCode.INVALID_REQUEST, f"{manifest}: nothing to predict for kinds {config.kinds}")
 
     device = str(state.device) if config.device == "cuda" else config.device
-    pipe = _load_pipeline(checkpoint, device)
+    pipe = load_pipeline(checkpoint, device)
     cache = make_cache(config.cache_dir or Path(manifest).parent / ".ctscribe-cache", pipe.config.preprocess)
 
     sharded = state.num_processes > 1
