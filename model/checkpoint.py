@@ -304,3 +304,70 @@ def load_parts(directory: Path, device: torch.device | str = "cpu", dtype: torch
     if dtype is not None:
         model.decoder.to(dtype)
     return model, tokenizer
+
+
+# ---- the released SAMF model ------------------------------------------------------------
+
+
+def is_samf_release(directory: Path) -> bool:
+    """Whether `directory` holds the released SAMF model (a LLaVA-style transformers checkpoint)."""
+    from model.samf_import import is_release_config
+
+    path = Path(directory) / "config.json"
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return isinstance(doc, dict) and "checkpoint" not in doc and is_release_config(doc)
+
+
+def read_release_state(directory: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a transformers checkpoint: model.safetensors, its shards, or pytorch_model*.bin."""
+    directory = Path(directory)
+    files = sorted(directory.glob("model*.safetensors")) or sorted(directory.glob("pytorch_model*.bin"))
+    if not files:
+        raise invalid(f"{str(directory)!r}: no model*.safetensors or pytorch_model*.bin weights")
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        try:
+            part = load_file(str(file)) if file.suffix == ".safetensors" else torch.load(
+                file, map_location="cpu", weights_only=True)
+        except Exception as err:  # damaged or foreign file
+            raise invalid(f"unreadable weights file {file.name!r}: {err}") from None
+        state.update(part)
+    return state
+
+
+def load_samf_release(
+    directory: Path,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = None,
+    *,
+    vit_heads: int | None = None,
+    aggregator_heads: int | None = None,
+):
+    """(model, tokenizer) of the released SAMF checkpoint, as the samf-compat preset (`model.samf_import`)."""
+    from transformers import AutoTokenizer
+
+    from model.samf_import import (
+        build_release_model,
+        release_language_model,
+        release_model_config,
+        split_release_state,
+    )
+    from model.tokenizer import prepare_tokenizer
+
+    directory = Path(directory)
+    hf_config = json.loads((directory / "config.json").read_text())
+    parts = split_release_state(read_release_state(directory))
+    cfg = release_model_config(hf_config, parts, source=str(directory), vit_heads=vit_heads,
+                               aggregator_heads=aggregator_heads)
+    if dtype is not None:
+        cfg = cfg.replace(decoder=_replace(cfg.decoder, dtype=str(dtype).removeprefix("torch.")))
+    try:
+        tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(directory), cfg.prompt)
+    except OSError as err:
+        raise invalid(f"SAMF checkpoint tokenizer unreadable: {err}") from None
+    lm = release_language_model(hf_config, parts["lm"], torch_dtype(cfg.decoder.dtype))
+    model = build_release_model(cfg, parts, tokenizer, lm)
+    return model.to(device), tokenizer

