@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from eval.judge import JudgeConfig
 from eval.text_metrics import TextMetricsConfig, compute_text_metrics
 from imaging.errors import CtscribeError, ErrorCode
 
@@ -28,6 +29,8 @@ class ScoreConfig:
     """Probability at or above which a `labels_pred` entry counts as positive."""
     html: bool = True
     """Write report.html with charts."""
+    judge: JudgeConfig | None = None
+    """Optional LLM-judge score of reports (off by default; eval/judge.py)."""
 
 
 def read_predictions(path: Path) -> list[dict]:
@@ -92,6 +95,12 @@ def score_records(records: list[dict], config: ScoreConfig | None = None) -> tup
         if all(isinstance(r.get("labels_pred"), dict) for r in reports):
             head = labels_matrix([r["labels_pred"] for r in reports], threshold=config.label_threshold)
             metrics["report"]["label_head"] = label_prf(truth, head)
+        if config.judge is not None:
+            from eval.judge import LLMJudge
+
+            judged = LLMJudge(config.judge).score(predictions, references)
+            per_sample["llm_judge"] = judged.pop("per_sample")
+            metrics["report"]["llm_judge"] = judged
         for i, record in enumerate(reports):
             row = {"id": record.get("id"), "kind": "report"}
             row.update({name: values[i] for name, values in per_sample.items()})

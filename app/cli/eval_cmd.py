@@ -21,6 +21,8 @@ def register(subparsers) -> None:
     score.add_argument("--bertscore-layers", type=int, default=None, help="BERTScore hidden layer")
     score.add_argument("--device", default=None, help="torch device for BERTScore")
     score.add_argument("--no-html", action="store_true", help="do not write report.html")
+    score.add_argument("--judge-model", default=None,
+                       help="also score reports 0-10 with this local instruction-tuned LM (LLM judge; off by default)")
     score.add_argument("--json", action="store_true", help="print metrics as JSON")
     score.set_defaults(func=_score)
 
@@ -43,6 +45,7 @@ def register(subparsers) -> None:
 
 
 def _score(args: argparse.Namespace) -> int:
+    from eval.judge import JudgeConfig
     from eval.score import ScoreConfig, score_file
     from eval.text_metrics import TEXT_METRICS, TextMetricsConfig
 
@@ -51,6 +54,7 @@ def _score(args: argparse.Namespace) -> int:
         text=TextMetricsConfig(metrics=metrics_names, bertscore_model=args.bertscore_model,
                                bertscore_num_layers=args.bertscore_layers, bertscore_device=args.device),
         html=not args.no_html,
+        judge=JudgeConfig(model=args.judge_model, device=args.device or "cpu") if args.judge_model else None,
     )
     metrics = score_file(args.predictions, args.out, config)
     if args.json:
@@ -62,6 +66,10 @@ def _score(args: argparse.Namespace) -> int:
                 print(f"{name:28s} {value:.4f}")
             print(f"{'clinical_macro_f1':28s} {report['clinical']['macro']['f1']:.4f}")
             print(f"{'clinical_micro_f1':28s} {report['clinical']['micro']['f1']:.4f}")
+            judge = report.get("llm_judge")
+            if judge:
+                mean = "n/a" if judge["mean"] is None else f"{judge['mean']:.2f}"
+                print(f"{'llm_judge_mean (0-10)':28s} {mean} ({judge['n_unparsed']} unparsed)")
         for kind in ("mcq", "free"):
             if kind in metrics:
                 print(kind, {k: v for k, v in metrics[kind].items() if not isinstance(v, dict)})
