@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     """Parent of the private per-request temp dirs; None = the system temp dir."""
     warmup: bool = True
     """Run one tiny generation at startup so the first request does not pay for lazy init."""
+    keep_alive_s: float = 75.0
+    """Idle keep-alive of client connections. Longer than common proxy/load-balancer idle timeouts
+    (60 s), so the server never closes a connection a client is about to reuse."""
     fast_decode: bool = True
     """On a GPU: merge LoRA into the decoder and decode through the static-cache / CUDA-graph
     path (`model.fast_decode`; greedy output is unchanged). Ignored on a CPU."""

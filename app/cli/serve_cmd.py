@@ -1,6 +1,6 @@
 """`ctscribe serve [--checkpoint X] [--host 127.0.0.1] [--port 8000]`: the HTTP service (uvicorn).
 
-Other settings come from `CTSCRIBE_*` environment variables (docs/service.md); API keys only
+Other settings come from `CTSCRIBE_*` environment variables (app/settings.py documents each); API keys only
 from the environment, never the command line (it is visible to every local user).
 """
 
@@ -33,5 +33,5 @@ def run(args: argparse.Namespace) -> int:
     settings.check_bind()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=False, timeout_graceful_shutdown=30)
+                access_log=False, timeout_graceful_shutdown=30, timeout_keep_alive=int(settings.keep_alive_s))
     return 0
