@@ -1,8 +1,8 @@
 """`ctscribe eval generate`: batched, resumable, sharded predictions over a manifest.
 
 Every manifest sample gives up to three kinds of work items: its report (`report`), each
-multiple-choice question (`mcq`) and each free-text question (`free`). Items are run in
-batches through `model.Pipeline` (volumes come from the preprocessing cache, so a second
+multiple-choice question (`mcq`) and each free-text question (`free`). Items are grouped by
+kind (all reports, then all multiple-choice, then all free-text questions) and run in batches through `model.Pipeline` (volumes come from the preprocessing cache, so a second
 run reads no DICOM/NIfTI) and appended to `predictions.jsonl` one line per item, flushed
 after every batch, in the format `eval score` reads:
 
@@ -72,7 +72,8 @@ class WorkItem:
 
 
 def work_items(samples, kinds: tuple[str, ...]) -> list[WorkItem]:
-    """Every (sample, report or question) to predict, in manifest order."""
+    """Every (sample, report or question) to predict: grouped by kind (reports, then multiple
+    choice, then free text, so batches are full), manifest order within a kind."""
     items = []
     for i, sample in enumerate(samples):
         if "report" in kinds and sample.report:
@@ -80,7 +81,7 @@ def work_items(samples, kinds: tuple[str, ...]) -> list[WorkItem]:
         for j, q in enumerate(sample.questions):
             if q.kind in kinds:
                 items.append(WorkItem(f"{sample.id}/q{j}", i, q.kind, j))
-    return items
+    return sorted(items, key=lambda it: KINDS.index(it.kind))  # stable: manifest order kept per kind
 
 
 def read_done(path: Path) -> set[str]:

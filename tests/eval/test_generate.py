@@ -1,4 +1,4 @@
-"""`eval generate`: every work item predicted once, in manifest order; a killed run resumes to the same file."""
+"""`eval generate`: every work item predicted once, grouped by kind in manifest order; a killed run resumes to the same file."""
 
 import json
 from dataclasses import replace
@@ -49,8 +49,9 @@ def test_every_item_once_in_order_with_what_score_needs(manifest, tmp_path):
     records = [json.loads(line) for line in path.read_text().splitlines()]
     expected = [it.key for it in work_items(read_manifest(manifest), CONFIG.kinds)]
     assert [r["key"] for r in records] == expected
-    kinds = {r["kind"] for r in records}
-    assert kinds == {"report", "mcq", "free"}
+    kinds = [r["kind"] for r in records]
+    assert kinds == sorted(kinds, key=("report", "mcq", "free").index)  # grouped, so batches are full
+    assert set(kinds) == {"report", "mcq", "free"}
     for r in records:
         if r["kind"] == "mcq":
             assert r["choices"][r["predicted_index"]] == r["prediction"]
