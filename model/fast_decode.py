@@ -53,15 +53,17 @@ def _uses_boolean_mask(lm) -> bool:
     return impl != "eager"
 
 
-def pick_next_token(logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator | None) -> torch.Tensor:
-    """(B, V) logits -> (B,) token ids: argmax when greedy, else temperature + nucleus sampling."""
+def pick_next_token(logits: torch.Tensor, cfg, generator: torch.Generator | None) -> torch.Tensor:
+    """(B, V) logits -> (B,) token ids: argmax when greedy, else temperature + nucleus sampling.
+
+    `cfg` is anything with `temperature` and `top_p` (SamplingConfig, GenerationParams)."""
     if cfg.temperature <= 0:
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits.float() / cfg.temperature, dim=-1)
     if cfg.top_p < 1.0:
         sorted_probs, order = probs.sort(dim=-1, descending=True)
         # Keep the smallest prefix whose mass reaches top_p (the first token always survives).
-        outside = sorted_probs.cumsum(-1) - sorted_probs > cfg.top_p
+        outside = sorted_probs.cumsum(-1) - sorted_probs >= cfg.top_p
         sorted_probs = sorted_probs.masked_fill(outside, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

@@ -21,6 +21,7 @@ import torch
 from model.ctscribe_model import position_ids_from_mask
 from model.decoder import Decoder
 from model.errors import invalid
+from model.fast_decode import pick_next_token
 
 MAX_NEW_TOKENS_LIMIT = 4096
 
@@ -51,16 +52,8 @@ class GenerationParams:
 
 
 def sample_next(logits: torch.Tensor, params: GenerationParams, generator: torch.Generator | None) -> torch.Tensor:
-    """(B, V) logits -> (B,) token ids."""
-    if params.temperature <= 0:
-        return logits.argmax(dim=-1)
-    probs = torch.softmax(logits.float() / params.temperature, dim=-1)
-    if params.top_p < 1.0:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
-        drop = sorted_probs.cumsum(-1) - sorted_probs >= params.top_p  # mass before this token already enough
-        sorted_probs = sorted_probs.masked_fill(drop, 0.0)
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    """(B, V) logits -> (B,) token ids (the one sampler both decode paths use)."""
+    return pick_next_token(logits, params, generator)
 
 
 def _generator(params: GenerationParams, device: torch.device) -> torch.Generator | None:
@@ -141,8 +134,7 @@ def fast_generate(
 ) -> list[list[int]]:
     """`generate`'s contract on a `model.fast_decode.FastDecoder` (static cache, CUDA graphs).
 
-    Greedy output equals `generate` token for token; sampling draws from the same distribution
-    (not the same random stream).
+    Greedy output equals `generate` token for token; both paths sample with the same function.
     """
     from model.fast_decode import SamplingConfig
 
