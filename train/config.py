@@ -25,8 +25,10 @@ from pathlib import Path
 import yaml
 
 from imaging.errors import CtscribeError, ErrorCode
+from model.labels import CTRATE_LABELS
 
 STAGES = ("dino", "warmup", "finetune")
+WARMUP_OBJECTIVES = ("infonce", "labels")
 
 
 @dataclass(frozen=True)
@@ -67,12 +69,20 @@ class DinoConfig:
 
 @dataclass(frozen=True)
 class WarmupConfig:
-    """Stage 2: aggregator InfoNCE with the encoder frozen (DESIGN.md §4.3)."""
+    """Stage 2: aggregator InfoNCE with the encoder frozen (DESIGN.md §4.3), or, with
+    `objective: labels`, encoder + aggregator + label head on the label BCE (train/label_warmup.py)."""
 
+    objective: str = "infonce"
+    """infonce (self-supervised, two views) | labels (supervised by the manifest's labels)."""
     temperature: float = 0.07
     """InfoNCE softmax temperature."""
     cache_features: bool = True
-    """Cache the frozen encoder's slice features on disk (keyed by encoder weights hash)."""
+    """Cache the frozen encoder's slice features on disk (keyed by encoder weights hash);
+    ignored when `train_encoder` is on."""
+    train_encoder: bool = False
+    """labels only: train the slice encoder too (needed when it starts from random weights)."""
+    label_names: tuple[str, ...] = ()
+    """labels only: the labels the loss uses; () = all 18."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +124,8 @@ class TrainConfig:
     """Encoder weights (a stage-1 `final/encoder.safetensors`) loaded before training."""
     init_aggregator: str = ""
     """Aggregator weights (a stage-2 `final/aggregator.safetensors`) loaded before training."""
+    init_label_head: str = ""
+    """Label-head weights (a `warmup.objective: labels` run's `final/label_head.safetensors`)."""
     lr: float = 1e-4
     """Peak learning rate (after warm-up)."""
     min_lr_ratio: float = 0.1
@@ -176,6 +188,11 @@ class TrainConfig:
             raise bad("lr must be > 0; warmup_steps and num_workers >= 0")
         if not 0 <= self.finetune.vqa_fraction <= 1:
             raise bad("finetune.vqa_fraction must be in [0, 1]")
+        if self.warmup.objective not in WARMUP_OBJECTIVES:
+            raise bad(f"warmup.objective must be one of {WARMUP_OBJECTIVES}, got {self.warmup.objective!r}")
+        unknown = [n for n in self.warmup.label_names if n not in CTRATE_LABELS]
+        if unknown:
+            raise bad(f"warmup.label_names has unknown labels {unknown}; known: {list(CTRATE_LABELS)}")
         if self.dino.n_global_crops < 2:
             raise bad("dino.n_global_crops must be >= 2 (the loss pairs different views)")
         return self
@@ -202,7 +219,11 @@ def _parse_value(raw, annotation, key: str):
             return "" if raw is None else str(raw)
         if origin is tuple:
             args = typing.get_args(hint)
-            if not isinstance(raw, (list, tuple)) or len(raw) != len(args):
+            if not isinstance(raw, (list, tuple)):
+                raise TypeError
+            if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]: any length
+                args = (args[0],) * len(raw)
+            if len(raw) != len(args):
                 raise TypeError
             return tuple(_parse_value(v, a, key) for v, a in zip(raw, args, strict=True))
         if origin in (typing.Union, types.UnionType):

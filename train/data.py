@@ -154,3 +154,11 @@ def pad_prepared(items: list[dict]) -> dict[str, torch.Tensor]:
         "slice_index": slice_index,
         "slice_mask": mask,
     }
+
+
+def pad_slice_features(features: list[torch.Tensor], n_max: int) -> torch.Tensor:
+    """Per-volume cached encoder features (S_i, d_slice) -> (B, n_max, d_slice), zero-padded."""
+    padded = torch.zeros(len(features), n_max, features[0].shape[-1])
+    for i, f in enumerate(features):
+        padded[i, : f.shape[0]] = f
+    return padded

@@ -18,7 +18,7 @@ from torch import nn
 
 from model.labels import CTRATE_LABELS
 from train.config import TrainConfig
-from train.data import VolumeDataset, load_samples, make_cache, pad_prepared, warm_cache
+from train.data import VolumeDataset, load_samples, make_cache, pad_prepared, pad_slice_features, warm_cache
 from train.loop import Stage
 from train.modelling import load_model_config, load_weights
 from train.warmup import encoder_features
@@ -129,10 +129,7 @@ class Collate:
         batch = pad_prepared([it["volume"] for it in items])
         if "slice_features" in items[0]["volume"]:
             feats = [it["volume"]["slice_features"] for it in items]
-            padded = torch.zeros(len(feats), batch["slices"].shape[1], feats[0].shape[-1])  # (B, S, d_slice)
-            for i, f in enumerate(feats):
-                padded[i, : f.shape[0]] = f
-            batch["slice_features"] = padded
+            batch["slice_features"] = pad_slice_features(feats, batch["slices"].shape[1])  # (B, S, d_slice)
             del batch["slices"]  # the model reads the features instead of running the encoder
         batch.update(pad_prompts([it["text"] for it in items], self.pad_id, side="right"))
         batch["label_targets"] = torch.stack([it["label_targets"] for it in items])
@@ -160,6 +157,12 @@ class FinetuneStage(Stage):
             load_weights(m.encoder, self.cfg.init_encoder, "encoder")
         if self.cfg.init_aggregator:
             load_weights(m.aggregator, self.cfg.init_aggregator, "aggregator")
+        if self.cfg.init_label_head:
+            if m.label_head is None:
+                from imaging.errors import CtscribeError, ErrorCode
+
+                raise CtscribeError(ErrorCode.INVALID_REQUEST, "init_label_head given but the model has no label head")
+            load_weights(m.label_head, self.cfg.init_label_head, "label head")
         ft = self.cfg.finetune
         m.requires_grad_(False)
         if m.decoder.has_lora:

@@ -8,6 +8,10 @@ other volumes in the batch (the negatives). Temperature 0.07; symmetric cross-en
 
 The encoder is frozen; with `warmup.cache_features` its slice features are computed once
 per volume and cached on disk (keyed by the encoder's weights hash).
+
+`warmup.objective: labels` swaps InfoNCE for the label-head BCE (train/label_warmup.py); it
+can train the encoder too, and also writes `label_head.safetensors` and `encoder.safetensors`
+(the encoder the aggregator was fitted to, trained or not).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from torch import nn
 from train.cache import FeatureCache, module_hash
 from train.config import TrainConfig
 from train.data import VolumeDataset, load_samples, make_cache, warm_cache
+from train.label_warmup import LabelledVolumeDataset, LabelWarmupModule, collate_labelled, label_mask_for
 from train.loop import Stage, decay_groups
 from train.modelling import build_encoder, load_model_config, load_weights, save_weights
 
@@ -138,41 +143,78 @@ class WarmupStage(Stage):
         self.model_config = load_model_config(cfg.preset, cfg.init_checkpoint)
         self.module: WarmupModule | None = None
 
-    def build_module(self) -> WarmupModule:
+    def build_module(self) -> nn.Module:
         from model.aggregator import build_aggregator
         from model.checkpoint import load_encoder_weights
 
         encoder = build_encoder(self.model_config.encoder)
         aggregator = build_aggregator(self.model_config.aggregator)
+        label_head = self._label_head() if self.supervised else None
         if self.cfg.init_checkpoint:
             load_vision_part(encoder, self.cfg.init_checkpoint, "encoder")
             load_vision_part(aggregator, self.cfg.init_checkpoint, "aggregator")
+            if label_head is not None:
+                load_vision_part(label_head, self.cfg.init_checkpoint, "label_head")
         elif not self.cfg.init_encoder:
             load_encoder_weights(encoder, self.model_config.encoder)  # the preset's pretrained ViT, if any
         if self.cfg.init_encoder:
             load_weights(encoder, self.cfg.init_encoder, "encoder")
         if self.cfg.init_aggregator:
             load_weights(aggregator, self.cfg.init_aggregator, "aggregator")
-        self.module = WarmupModule(encoder, aggregator, self.cfg.warmup.temperature)
+        if label_head is not None and self.cfg.init_label_head:
+            load_weights(label_head, self.cfg.init_label_head, "label head")
+        if self.supervised:
+            self.module = LabelWarmupModule(encoder, aggregator, label_head, self.cfg.warmup.train_encoder)
+        else:
+            self.module = WarmupModule(encoder, aggregator, self.cfg.warmup.temperature)
         return self.module
 
-    def parameter_groups(self, module: WarmupModule):
-        return decay_groups(module.aggregator.parameters())
+    @property
+    def supervised(self) -> bool:
+        return self.cfg.warmup.objective == "labels"
 
-    def dataset(self) -> ViewDataset:
+    def _label_head(self) -> nn.Linear:
+        labels = self.model_config.labels
+        if not labels.enabled:
+            from imaging.errors import CtscribeError, ErrorCode
+
+            raise CtscribeError(
+                ErrorCode.INVALID_REQUEST, "warmup.objective=labels needs a model with a label head (labels.enabled)"
+            )
+        return nn.Linear(self.model_config.aggregator.d_volume, labels.n_labels)
+
+    def parameter_groups(self, module: nn.Module):
+        return decay_groups(p for p in module.parameters() if p.requires_grad)
+
+    def dataset(self):
         samples = load_samples(self.cfg.manifest, self.cfg.split)
         cache = make_cache(self.cfg.resolved_cache_dir(), self.model_config.preprocess, self.cfg.store_dtype)
         keys = warm_cache(samples, cache, progress=self.cfg.progress)
+        trains_encoder = self.supervised and self.cfg.warmup.train_encoder
         features = None
-        if self.cfg.warmup.cache_features:
+        if self.cfg.warmup.cache_features and not trains_encoder:
             features = encoder_features(self.module.encoder, cache, keys, self.cfg.resolved_cache_dir())
+        if self.supervised:
+            if not any(s.labels for s in samples):
+                from imaging.errors import CtscribeError, ErrorCode
+
+                raise CtscribeError(
+                    ErrorCode.INVALID_REQUEST, "warmup.objective=labels: no sample of the manifest has labels"
+                )
+            return LabelledVolumeDataset(samples, cache, keys, features, label_mask_for(self.cfg.warmup.label_names))
         return ViewDataset(samples, cache, keys, features)
 
     def collate(self, items):
-        return collate_views(items)
+        return collate_labelled(items) if self.supervised else collate_views(items)
 
-    def export(self, module: WarmupModule, final_dir: Path) -> None:
-        save_weights(module.aggregator, final_dir / "aggregator.safetensors", {"stage": "warmup"})
+    def export(self, module: nn.Module, final_dir: Path) -> None:
+        meta = {"stage": "warmup", "objective": self.cfg.warmup.objective}
+        save_weights(module.aggregator, final_dir / "aggregator.safetensors", meta)
+        if isinstance(module, LabelWarmupModule):
+            save_weights(module.label_head, final_dir / "label_head.safetensors", meta)
+            # Always: a frozen random encoder is only reproducible from its weights, and the
+            # aggregator and head were fitted to exactly its features.
+            save_weights(module.encoder, final_dir / "encoder.safetensors", meta)
         (final_dir / "aggregator_config.json").write_text(json.dumps(asdict(self.model_config.aggregator), indent=2))
 
 

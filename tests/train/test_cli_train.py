@@ -29,6 +29,12 @@ def test_config_yaml_and_overrides(tmp_path):
     assert cfg.bf16 is False and cfg.steps == 1000
     demo = load_config(REPO / "train" / "configs" / "demo.yaml")
     assert demo.preset == "demo" and demo.stage == "finetune"
+    vision = load_config(REPO / "train" / "configs" / "demo-vision.yaml", ["warmup.label_names=[Lung nodule]"])
+    assert vision.warmup.objective == "labels" and vision.warmup.label_names == ("Lung nodule",)
+    from imaging.phantom import FINDING_LABELS
+
+    listed = load_config(REPO / "train" / "configs" / "demo-vision.yaml").warmup.label_names
+    assert set(listed) == set(FINDING_LABELS.values())
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 import torch
 
+from model.labels import CTRATE_LABELS
 from train.config import FinetuneConfig, TrainConfig, WarmupConfig
 from train.finetune import FinetuneStage, mix_items
 from train.loop import run_training
@@ -123,3 +124,80 @@ def test_finetune_run_writes_a_checkpoint_model_load_reads(tiny_manifest, tmp_pa
 
     out = loaded.choose([PreparedCT(**ct)], ["Is there a pleural effusion?"], [["yes", "no"]])[0]
     assert out.answer in ("yes", "no") and abs(sum(out.probabilities) - 1) < 1e-6
+
+
+def test_label_warmup_trains_the_vision_side_and_hands_it_to_finetune(tiny_manifest, tmp_path):
+    from safetensors.torch import load_file
+
+    from train.label_warmup import LabelWarmupModule
+
+    labels = ("Pleural effusion", "Lung nodule", "Emphysema")
+    warm = WarmupConfig(objective="labels", train_encoder=True, label_names=labels)
+    cfg = _cfg(tiny_manifest, tmp_path, "warmup", warmup=warm)
+    stage = WarmupStage(cfg)
+    module = stage.build_module()
+    assert isinstance(module, LabelWarmupModule)
+    batch = _fixed_batch(stage)
+    assert "slices" in batch and "slice_features" not in batch  # a trained encoder cannot use cached features
+    used = batch["label_mask"][0]
+    assert used.sum() == len(labels) and all(used[CTRATE_LABELS.index(n)] for n in labels)
+    encoder_before = {k: v.clone() for k, v in module.encoder.state_dict().items()}
+    losses = _descends(module, stage.parameter_groups(module), batch)
+    assert losses[-1] < losses[0] - 1e-3, losses
+    assert not all(torch.equal(v, module.encoder.state_dict()[k]) for k, v in encoder_before.items())
+
+    # The loss ignores labels outside label_names: changing their targets changes nothing.
+    flipped = dict(batch, label_targets=torch.where(used, batch["label_targets"], 1 - batch["label_targets"]))
+    module.eval()
+    torch.testing.assert_close(module(batch, 0)["loss"], module(flipped, 0)["loss"])
+
+    result = run_training(cfg, WarmupStage(cfg))
+    final = result.final_dir
+    for name in ("encoder", "aggregator", "label_head"):
+        assert (final / f"{name}.safetensors").is_file(), name
+
+    ft_cfg = _cfg(
+        tiny_manifest,
+        tmp_path / "ft",
+        "finetune",
+        init_encoder=str(final / "encoder.safetensors"),
+        init_aggregator=str(final / "aggregator.safetensors"),
+        init_label_head=str(final / "label_head.safetensors"),
+    )
+    ft = FinetuneStage(ft_cfg).build_module()
+    for name in ("encoder", "aggregator", "label_head"):
+        exported = load_file(str(final / f"{name}.safetensors"))
+        for key, value in getattr(ft.model, name).state_dict().items():
+            torch.testing.assert_close(value, exported[key], msg=f"{name}.{key}")
+
+
+def test_label_warmup_with_a_frozen_encoder_reads_cached_features(tiny_manifest, tmp_path):
+    cfg = _cfg(tiny_manifest, tmp_path, "warmup", warmup=WarmupConfig(objective="labels"))
+    stage = WarmupStage(cfg)
+    module = stage.build_module()
+    batch = _fixed_batch(stage)
+    assert "slice_features" in batch and "slices" not in batch
+    encoder_before = {k: v.clone() for k, v in module.encoder.state_dict().items()}
+    losses = _descends(module, stage.parameter_groups(module), batch)
+    assert losses[-1] < losses[0] - 1e-3, losses
+    assert all(torch.equal(v, module.encoder.state_dict()[k]) for k, v in encoder_before.items())
+
+    # The frozen encoder is exported too: the aggregator was fitted to its features.
+    from safetensors.torch import load_file
+
+    run_stage = WarmupStage(cfg)
+    final = run_training(cfg, run_stage).final_dir
+    exported = load_file(str(final / "encoder.safetensors"))
+    for key, value in run_stage.module.encoder.state_dict().items():
+        assert torch.equal(value, exported[key]), key
+
+
+def test_warmup_objective_and_label_names_are_checked(tiny_manifest, tmp_path):
+    import pytest
+
+    from imaging.errors import CtscribeError
+
+    with pytest.raises(CtscribeError, match="warmup.objective"):
+        _cfg(tiny_manifest, tmp_path, "warmup", warmup=WarmupConfig(objective="mse"))
+    with pytest.raises(CtscribeError, match="Pleural efusion"):
+        _cfg(tiny_manifest, tmp_path, "warmup", warmup=WarmupConfig(objective="labels", label_names=("Pleural efusion",)))

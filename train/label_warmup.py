@@ -1,0 +1,98 @@
+"""Stage 2, supervised variant: encoder + aggregator + label head on the label BCE alone.
+
+`warmup.objective: labels` trains the vision side where labels exist (CT-RATE's 18 labels,
+the phantom's findings) without running the decoder: one step costs the vision forward and
+backward only, a fraction of a fine-tuning step. Fine-tuning then starts from vision
+features that already separate the findings (`init_encoder`, `init_aggregator`,
+`init_label_head`), instead of teaching a randomly initialised ViT through the LM loss,
+which learns the reports' text prior long before it learns to read pixels.
+
+Only labels a sample has count (`label_mask`); `warmup.label_names` restricts the loss to
+some labels (e.g. the findings a phantom set renders), so the rest do not pull the head
+towards "always negative".
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.labels import CTRATE_LABELS
+from train.data import VolumeDataset, pad_prepared, pad_slice_features
+
+
+class LabelWarmupModule(nn.Module):
+    """Encoder (trainable or frozen) + aggregator + label head; `forward(batch, step)` -> BCE."""
+
+    def __init__(self, encoder: nn.Module, aggregator: nn.Module, label_head: nn.Linear, train_encoder: bool):
+        super().__init__()
+        self.encoder = encoder.requires_grad_(train_encoder)
+        self.aggregator = aggregator
+        self.label_head = label_head
+        self.train_encoder = train_encoder
+
+    def logits(self, batch: dict) -> torch.Tensor:
+        features = batch.get("slice_features")
+        if features is None:
+            if self.train_encoder:
+                features = self.encoder(batch["slices"])  # (B, S, d_slice)
+            else:
+                with torch.no_grad():
+                    self.encoder.eval()
+                    features = self.encoder(batch["slices"])
+        z3d, _ = self.aggregator(features, batch["plane_ids"], batch["positions"], batch["slice_mask"])
+        return self.label_head(z3d)  # (B, n_labels)
+
+    def forward(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
+        logits = self.logits(batch)
+        targets, mask = batch["label_targets"], batch["label_mask"]
+        loss = masked_bce(logits, targets, mask)
+        with torch.no_grad():
+            hits = ((logits > 0).float() == targets) & mask
+            accuracy = hits.sum() / mask.sum().clamp(min=1)
+        return {"loss": loss, "label_accuracy": accuracy}
+
+
+def masked_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean BCE over the (sample, label) pairs where `mask` is set; 0 (with a graph) if none."""
+    per = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="none")
+    m = mask.float()
+    return (per * m).sum() / m.sum().clamp(min=1.0)
+
+
+def label_mask_for(names: tuple[str, ...]) -> torch.Tensor:
+    """(18,) bool: which of the CT-RATE labels the loss uses (all when `names` is empty)."""
+    if not names:
+        return torch.ones(len(CTRATE_LABELS), dtype=torch.bool)
+    return torch.tensor([n in names for n in CTRATE_LABELS])
+
+
+class LabelledVolumeDataset(VolumeDataset):
+    """Items: one volume's prepared tensors (or cached features) + its label targets and mask."""
+
+    def __init__(self, samples, cache, keys, features, used: torch.Tensor):
+        super().__init__(samples, cache, keys)
+        self.features = features
+        self.used = used
+
+    def __getitem__(self, item: tuple[int, int]) -> dict:
+        index, _seed = item
+        tensors = self.load(index)
+        if self.features is not None:
+            tensors["slice_features"] = self.features[index]
+        labels = self.samples[index].labels
+        targets = torch.tensor([float(labels[n]) for n in CTRATE_LABELS]) if labels else torch.zeros(len(CTRATE_LABELS))
+        mask = self.used.clone() if labels else torch.zeros(len(CTRATE_LABELS), dtype=torch.bool)
+        return {"volume": tensors, "label_targets": targets, "label_mask": mask}
+
+
+def collate_labelled(items: list[dict]) -> dict:
+    batch = pad_prepared([it["volume"] for it in items])
+    if "slice_features" in items[0]["volume"]:
+        feats = [it["volume"]["slice_features"] for it in items]
+        batch["slice_features"] = pad_slice_features(feats, batch["slices"].shape[1])  # (B, S, d_slice)
+        del batch["slices"]
+    batch["label_targets"] = torch.stack([it["label_targets"] for it in items])
+    batch["label_mask"] = torch.stack([it["label_mask"] for it in items])
+    return batch
