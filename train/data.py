@@ -156,6 +156,28 @@ def pad_prepared(items: list[dict]) -> dict[str, torch.Tensor]:
     }
 
 
+def label_targets(labels: dict[str, int] | None) -> torch.Tensor:
+    """(18,) float targets in CT-RATE label order; zeros for a sample without labels."""
+    from model.labels import CTRATE_LABELS
+
+    if not labels:
+        return torch.zeros(len(CTRATE_LABELS))
+    return torch.tensor([float(labels[n]) for n in CTRATE_LABELS])
+
+
+def collate_labelled_volumes(items: list[dict]) -> dict:
+    """Items {"volume", "label_targets", "label_mask"} -> padded volumes (cached features in
+    place of the slices when items carry them) + stacked label targets and masks."""
+    batch = pad_prepared([it["volume"] for it in items])
+    if "slice_features" in items[0]["volume"]:
+        feats = [it["volume"]["slice_features"] for it in items]
+        batch["slice_features"] = pad_slice_features(feats, batch["slices"].shape[1])  # (B, S, d_slice)
+        del batch["slices"]  # the model reads the features instead of running the encoder
+    batch["label_targets"] = torch.stack([it["label_targets"] for it in items])
+    batch["label_mask"] = torch.stack([it["label_mask"] for it in items])
+    return batch
+
+
 def pad_slice_features(features: list[torch.Tensor], n_max: int) -> torch.Tensor:
     """Per-volume cached encoder features (S_i, d_slice) -> (B, n_max, d_slice), zero-padded."""
     padded = torch.zeros(len(features), n_max, features[0].shape[-1])

@@ -18,7 +18,14 @@ from torch import nn
 
 from model.labels import CTRATE_LABELS
 from train.config import TrainConfig
-from train.data import VolumeDataset, load_samples, make_cache, pad_prepared, pad_slice_features, warm_cache
+from train.data import (
+    VolumeDataset,
+    collate_labelled_volumes,
+    label_targets,
+    load_samples,
+    make_cache,
+    warm_cache,
+)
 from train.loop import Stage
 from train.modelling import load_model_config, load_weights
 from train.warmup import encoder_features
@@ -86,12 +93,11 @@ class TextDataset(VolumeDataset):
         if self.features is not None:
             tensors["slice_features"] = self.features[it.sample]
         sample = self.samples[it.sample]
-        labels = sample.labels
         return {
             "volume": tensors,
             "text": self.encode_item(sample, it.question, int(tensors["slices"].shape[0])),
-            "label_targets": torch.tensor([float(labels[n]) for n in CTRATE_LABELS]) if labels else torch.zeros(18),
-            "label_mask": torch.full((18,), labels is not None, dtype=torch.bool),
+            "label_targets": label_targets(sample.labels),
+            "label_mask": torch.full((len(CTRATE_LABELS),), sample.labels is not None, dtype=torch.bool),
         }
 
 
@@ -126,14 +132,8 @@ class Collate:
     def __call__(self, items: list[dict]) -> dict:
         from model.batching import pad_prompts
 
-        batch = pad_prepared([it["volume"] for it in items])
-        if "slice_features" in items[0]["volume"]:
-            feats = [it["volume"]["slice_features"] for it in items]
-            batch["slice_features"] = pad_slice_features(feats, batch["slices"].shape[1])  # (B, S, d_slice)
-            del batch["slices"]  # the model reads the features instead of running the encoder
+        batch = collate_labelled_volumes(items)
         batch.update(pad_prompts([it["text"] for it in items], self.pad_id, side="right"))
-        batch["label_targets"] = torch.stack([it["label_targets"] for it in items])
-        batch["label_mask"] = torch.stack([it["label_mask"] for it in items])
         return batch
 
 

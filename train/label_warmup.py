@@ -15,11 +15,11 @@ towards "always negative".
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from model.ctscribe_model import label_bce
 from model.labels import CTRATE_LABELS
-from train.data import VolumeDataset, pad_prepared, pad_slice_features
+from train.data import VolumeDataset, label_targets
 
 
 class LabelWarmupModule(nn.Module):
@@ -47,18 +47,11 @@ class LabelWarmupModule(nn.Module):
     def forward(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
         logits = self.logits(batch)
         targets, mask = batch["label_targets"], batch["label_mask"]
-        loss = masked_bce(logits, targets, mask)
+        loss = label_bce(logits.float(), targets, mask)
         with torch.no_grad():
             hits = ((logits > 0).float() == targets) & mask
             accuracy = hits.sum() / mask.sum().clamp(min=1)
         return {"loss": loss, "label_accuracy": accuracy}
-
-
-def masked_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean BCE over the (sample, label) pairs where `mask` is set; 0 (with a graph) if none."""
-    per = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="none")
-    m = mask.float()
-    return (per * m).sum() / m.sum().clamp(min=1.0)
 
 
 def label_mask_for(names: tuple[str, ...]) -> torch.Tensor:
@@ -82,17 +75,6 @@ class LabelledVolumeDataset(VolumeDataset):
         if self.features is not None:
             tensors["slice_features"] = self.features[index]
         labels = self.samples[index].labels
-        targets = torch.tensor([float(labels[n]) for n in CTRATE_LABELS]) if labels else torch.zeros(len(CTRATE_LABELS))
         mask = self.used.clone() if labels else torch.zeros(len(CTRATE_LABELS), dtype=torch.bool)
-        return {"volume": tensors, "label_targets": targets, "label_mask": mask}
+        return {"volume": tensors, "label_targets": label_targets(labels), "label_mask": mask}
 
-
-def collate_labelled(items: list[dict]) -> dict:
-    batch = pad_prepared([it["volume"] for it in items])
-    if "slice_features" in items[0]["volume"]:
-        feats = [it["volume"]["slice_features"] for it in items]
-        batch["slice_features"] = pad_slice_features(feats, batch["slices"].shape[1])  # (B, S, d_slice)
-        del batch["slices"]
-    batch["label_targets"] = torch.stack([it["label_targets"] for it in items])
-    batch["label_mask"] = torch.stack([it["label_mask"] for it in items])
-    return batch

@@ -26,9 +26,9 @@ from torch import nn
 
 from train.cache import FeatureCache, module_hash
 from train.config import TrainConfig
-from train.data import VolumeDataset, load_samples, make_cache, warm_cache
-from train.label_warmup import LabelledVolumeDataset, LabelWarmupModule, collate_labelled, label_mask_for
-from train.loop import Stage, decay_groups
+from train.data import VolumeDataset, collate_labelled_volumes, load_samples, make_cache, warm_cache
+from train.label_warmup import LabelledVolumeDataset, LabelWarmupModule, label_mask_for
+from train.loop import Stage
 from train.modelling import build_encoder, load_model_config, load_weights, save_weights
 
 PLANE_PAIRS = ((0, 1), (0, 2), (1, 2))
@@ -183,9 +183,6 @@ class WarmupStage(Stage):
             )
         return nn.Linear(self.model_config.aggregator.d_volume, labels.n_labels)
 
-    def parameter_groups(self, module: nn.Module):
-        return decay_groups(p for p in module.parameters() if p.requires_grad)
-
     def dataset(self):
         samples = load_samples(self.cfg.manifest, self.cfg.split)
         cache = make_cache(self.cfg.resolved_cache_dir(), self.model_config.preprocess, self.cfg.store_dtype)
@@ -205,7 +202,7 @@ class WarmupStage(Stage):
         return ViewDataset(samples, cache, keys, features)
 
     def collate(self, items):
-        return collate_labelled(items) if self.supervised else collate_views(items)
+        return collate_labelled_volumes(items) if self.supervised else collate_views(items)
 
     def export(self, module: nn.Module, final_dir: Path) -> None:
         meta = {"stage": "warmup", "objective": self.cfg.warmup.objective}
