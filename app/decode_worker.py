@@ -44,6 +44,8 @@ class DecodedVolume:
     summary: dict
     """`Volume.summary()`: the response's input summary (uid hashes only)."""
     decode_s: float
+    source_hint: str = ""
+    """`Volume.source_hint`: "ctscribe-phantom" for a recognised phantom, else ""."""
 
 
 # ---------------------------------------------------------------------------- worker side
@@ -92,6 +94,7 @@ def _decode(task: dict):
         orientation_in=volume.orientation_in,
         summary=summary,
         decode_s=time.perf_counter() - start,
+        source_hint=volume.source_hint,
     )
 
 

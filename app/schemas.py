@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_serializer
 
 from app.settings import DISCLAIMER
 
@@ -60,11 +60,31 @@ class KeySlice(BaseModel):
     weight: float
 
 
+class ResultWarning(BaseModel):
+    """A structured warning about one result (the envelope's `warnings` are about the request and input)."""
+
+    code: str = Field(description="report_contradicts_label_head | model_not_trained_on_real_ct")
+    message: str
+    finding: str | None = Field(None, description="The label the report and the label head disagree on")
+    head_probability: float | None = Field(None, description="The label head's probability for `finding`")
+    text_says: Literal["absent", "not_mentioned", "present"] | None = Field(
+        None, description="What the report labeler reads in the text about `finding`")
+    sentences: list[str] | None = Field(None, description="The report sentences holding the contradicting mention")
+    repaired: Literal["dropped"] | None = Field(
+        None, description="consistency=repair: the sentences were dropped from `text`")
+
+    @model_serializer(mode="wrap")
+    def _without_empty(self, handler):
+        # Each code fills its own fields; the others are left out rather than sent as null.
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
 class ReportBody(BaseModel):
     text: str
     labels: dict[str, float] = Field(description="The 18 CT-RATE label probabilities")
     key_slices: list[KeySlice] = Field(default_factory=list)
     n_tokens: int
+    warnings: list[ResultWarning] = Field(default_factory=list)
 
 
 class ModelEnvelope(Envelope):
@@ -85,6 +105,7 @@ class AnswerBody(BaseModel):
     letter: str | None = None
     probabilities: list[float] | None = None
     choices: list[str] | None = None
+    warnings: list[ResultWarning] = Field(default_factory=list)
 
 
 class VqaResponse(ModelEnvelope):

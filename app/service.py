@@ -36,6 +36,8 @@ WARMUP_SHAPE_ZYX = (40, 64, 64)
 class ReportTask:
     params: Any
     """model.GenerationParams"""
+    consistency: str = "warn"
+    """The consistency guard: off | warn | repair (model.consistency)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class PreparedInput:
     """model.PreparedCT"""
     summary: dict
     timings_s: dict[str, float]
+    source_hint: str = ""
+    """`Volume.source_hint` of the input (model.provenance decides what it means for this model)."""
 
 
 @dataclass
@@ -71,7 +75,7 @@ class _Work:
     @property
     def batch_key(self) -> tuple:
         params = getattr(self.task, "params", None) if self.kind != "choose" else None
-        return (self.kind, params)
+        return (self.kind, params, getattr(self.task, "consistency", None))
 
 
 def resolve_device(device: str) -> str:
@@ -224,7 +228,8 @@ class InferenceService:
         ct = await loop.run_in_executor(
             self._prep_threads, pipe.prepare, decoded.hu, decoded.spacing_mm_zyx, decoded.orientation_in
         )
-        return PreparedInput(ct, decoded.summary, {"decode": decode_s, "prepare": time.perf_counter() - start})
+        return PreparedInput(ct, decoded.summary, {"decode": decode_s, "prepare": time.perf_counter() - start},
+                             decoded.source_hint)
 
     async def _decode(self, source, options, kind: str, upload_dir: Path):
         restarts = self.decoder.restarts
@@ -261,6 +266,9 @@ class InferenceService:
         return self._payload(pipe, prepared, task, output, timings, batch_info)
 
     def _payload(self, pipe, prepared, task, output, timings, batch_info) -> dict:
+        from model.provenance import attach, input_warnings
+
+        attach([output], input_warnings(getattr(pipe, "trained_on", ""), prepared.source_hint))
         summary = prepared.summary
         payload: dict[str, Any] = {
             "model_hash": pipe.model_hash,
@@ -367,7 +375,7 @@ class InferenceService:
         kind = batch[0].kind
         task = batch[0].task
         if kind == "report":
-            return self.pipe.report(cts, task.params, on_text=on_text)
+            return self.pipe.report(cts, task.params, on_text=on_text, consistency=task.consistency)
         questions = [w.task.question for w in batch]
         if kind == "answer":
             return self.pipe.answer(cts, questions, task.params, on_text=on_text)

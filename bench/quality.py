@@ -74,6 +74,43 @@ def random_vision_checkpoint(checkpoint: str, out_dir: Path, seed: int = 0) -> P
     return out_dir
 
 
+def question_topics(manifest: Path) -> dict[str, str]:
+    """Question text -> topic (nodule_side, heart, ...) from the phantom set's VQA file."""
+    import json
+
+    topics = {}
+    for path in manifest.parent.glob("*_vqa.jsonl"):
+        for line in path.read_text().splitlines():
+            q = json.loads(line)
+            topics[q["question"]] = q.get("topic", "other")
+    return topics
+
+
+def mcq_by_topic(records: list[dict], topics: dict[str, str]) -> dict:
+    """Multiple-choice accuracy per question topic: {topic: {accuracy, n}}."""
+    by: dict[str, list[int]] = {}
+    for r in records:
+        if r["kind"] == "mcq":
+            by.setdefault(topics.get(r["question"], "other"), []).append(int(r["predicted_index"] == r["answer_index"]))
+    return {t: {"accuracy": round(sum(v) / len(v), 4), "n": len(v)} for t, v in sorted(by.items())}
+
+
+def report_head_agreement(records: list[dict], labels: tuple[str, ...]) -> dict:
+    """Share of (case, finding) pairs where the report (read by the labeler) and the label head
+    (probability >= 0.5) say the same, over the rendered labels."""
+    from eval.labeler import label_report
+
+    agree = total = 0
+    for r in records:
+        if r["kind"] != "report" or not r.get("labels_pred"):
+            continue
+        said = label_report(r["prediction"])
+        for label in labels:
+            agree += int(said[label] == int(r["labels_pred"][label] >= 0.5))
+            total += 1
+    return {"agreement": round(agree / max(1, total), 4), "pairs": total}
+
+
 def restricted(prf: dict, labels: tuple[str, ...]) -> dict:
     """Macro P/R/F1 over a subset of the per-label entries of `eval.clinical.label_prf`."""
     per = {k: v for k, v in prf["per_label"].items() if k in labels}
@@ -95,10 +132,13 @@ def evaluate(checkpoint: str, manifest: Path, out_dir: Path, args) -> dict:
                                ScoreConfig(text=TextMetricsConfig(metrics=("bleu", "rouge_l")), html=False))
     labels = rendered_labels()
     report = metrics["report"]
+    records = read_predictions(predictions)
     return {
         "label_head": restricted(report["label_head"], labels),
         "report_labeler": restricted(report["clinical"], labels),
         "mcq_accuracy": metrics["mcq"]["accuracy"],
+        "mcq_by_topic": mcq_by_topic(records, question_topics(manifest)),
+        "report_head_agreement": report_head_agreement(records, labels),
         "n_mcq": metrics["n"]["mcq"],
         "bleu_4_mean": report["text"]["bleu_4_mean"],
         "rouge_l_mean": report["text"]["rouge_l_mean"],
@@ -129,10 +169,12 @@ def main() -> int:
             runs["random_vision"] = evaluate(str(baseline), manifest, work / "random_vision", args)
 
     print(f"{args.n} phantoms (seed {args.seed}), labels rendered: {len(rendered_labels())}")
-    print(f"{'model':16s} {'head macro-F1':>14s} {'report macro-F1':>16s} {'MCQ acc':>8s} {'BLEU-4':>7s}")
+    print(f"{'model':16s} {'head macro-F1':>14s} {'report macro-F1':>16s} {'MCQ acc':>8s} {'agree':>6s} {'BLEU-4':>7s}")
     for name, r in runs.items():
         print(f"{name:16s} {r['label_head']['macro']['f1']:14.3f} {r['report_labeler']['macro']['f1']:16.3f} "
-              f"{r['mcq_accuracy']:8.3f} {r['bleu_4_mean']:7.3f}")
+              f"{r['mcq_accuracy']:8.3f} {r['report_head_agreement']['agreement']:6.3f} {r['bleu_4_mean']:7.3f}")
+    for name, r in runs.items():
+        print(f"{name}: MCQ by topic " + ", ".join(f"{t} {v['accuracy']:.2f} (n={v['n']})" for t, v in r["mcq_by_topic"].items()))
     write_json("quality", {"checkpoint": args.checkpoint, "n": args.n, "seed": args.seed,
                            "mcq_per_case": args.mcq_per_case,
                             "max_new_tokens": args.max_new_tokens, "runs": runs}, args.out)

@@ -7,7 +7,8 @@ run reads no DICOM/NIfTI) and appended to `predictions.jsonl` one line per item,
 after every batch, in the format `eval score` reads:
 
     {"key": "<id>/report", "id", "kind": "report", "prediction", "reference",
-     "labels"?: {..0/1}, "labels_pred": {label: prob}, "key_slices": [...]}
+     "labels"?: {..0/1}, "labels_pred": {label: prob}, "key_slices": [...],
+     "warnings": [...], "guidance": "Seen: ...", "attributes_pred": {attribute: {class: prob}}}   (the consistency guard's, model.consistency; mode warn)
     {"key": "<id>/q3", "id", "kind": "mcq", "question", "choices", "answer_index",
      "predicted_index", "probabilities", "prediction", "reference"}
     {"key": "<id>/q4", "id", "kind": "free", "question", "prediction", "reference"}
@@ -135,7 +136,8 @@ def predict_batch(pipe, samples, cts, batch: list[WorkItem], max_new_tokens: int
         for item, out in zip(batch, outputs):
             sample = samples[item.sample]
             record = {"key": item.key, "id": sample.id, "kind": "report", "prediction": out.text,
-                      "reference": sample.report, "labels_pred": out.labels, "key_slices": out.key_slices}
+                      "reference": sample.report, "labels_pred": out.labels, "key_slices": out.key_slices,
+                      "warnings": out.warnings, "guidance": out.guidance, "attributes_pred": out.attributes}
             if sample.labels is not None:
                 record["labels"] = dict(sample.labels)
             records.append(record)

@@ -22,7 +22,7 @@ import numpy as np
 from imaging.detect import is_gzip, nifti_version
 from imaging.errors import ErrorCode, ImagingError
 from imaging.options import ReadOptions
-from imaging.volume import Volume
+from imaging.volume import PHANTOM_NIFTI_DESCRIP, PHANTOM_SOURCE_HINT, Volume
 
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 # Raw (unrescaled) CT stores air near 0 and soft tissue near 1000-1100; HU puts air at -1000.
@@ -102,7 +102,18 @@ def read_nifti(path: str | Path, options: ReadOptions = ReadOptions()) -> Volume
         "qform_code": int(header["qform_code"]),
         "sform_code": int(header["sform_code"]),
     }
+    if _descrip(header) == PHANTOM_NIFTI_DESCRIP:  # the free text itself is not kept: it may identify
+        meta["source_hint"] = PHANTOM_SOURCE_HINT
     return canonical_volume(hu_kji, direction, origin_lps, spacing_ijk, "nifti", options, warnings, meta)
+
+
+def _descrip(header) -> str:
+    """The header's 80-byte `descrip` text ("" when unreadable)."""
+    try:
+        raw = bytes(header["descrip"].item())
+    except Exception:  # noqa: BLE001 - a description is never worth failing a read
+        return ""
+    return raw.split(b"\0", 1)[0].decode("latin-1").strip()
 
 
 def check_header(header, options: ReadOptions) -> tuple[int, int, int]:

@@ -6,6 +6,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+PHANTOM_SOURCE_HINT = "ctscribe-phantom"
+"""`Volume.meta["source_hint"]` of a ctscribe phantom, however it arrived: rendered in memory,
+as NIfTI (header `descrip` = PHANTOM_NIFTI_DESCRIP) or as DICOM (Manufacturer "ctscribe",
+ManufacturerModelName "phantom"). Readers set it only when they recognise one."""
+PHANTOM_NIFTI_DESCRIP = "ctscribe phantom"
+"""The NIfTI header `descrip` the phantom writer sets (imaging/phantom/dataset.py)."""
+
 
 @dataclass(frozen=True)
 class SeriesInfo:
@@ -49,9 +56,15 @@ class Volume:
     """Direction cosines of the canonical array (identity once canonicalised)."""
     warnings: list[str] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
-    """Non-identifying acquisition metadata (manufacturer, kernel, kVp, ...)."""
+    """Non-identifying acquisition metadata (manufacturer, kernel, kVp, ...); `source_hint` =
+    PHANTOM_SOURCE_HINT when the reader recognised a ctscribe phantom."""
     series: SeriesInfo | None = None
     candidates: list[SeriesInfo] = field(default_factory=list)
+
+    @property
+    def source_hint(self) -> str:
+        """PHANTOM_SOURCE_HINT for a recognised ctscribe phantom, else ""."""
+        return str(self.meta.get("source_hint", ""))
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:

@@ -2,7 +2,8 @@
 
 A checkpoint is a directory (DESIGN.md §3):
   config.json          ModelConfig.to_dict() (preprocessing included) + a `checkpoint` block
-                       saying how the decoder is stored;
+                       saying how the decoder is stored and what the model was trained on
+                       (`trained_on`: synthetic-phantom | ct-rate | unknown, model.provenance);
   vision.safetensors   encoder.*, aggregator.*, fusion.*, label_head.*;
   adapter/             PEFT LoRA adapters (base LM referenced by `decoder.name_or_path`), and/or
   decoder/             decoder weights in the HF layout: the merged LM (`merged`), or the base
@@ -26,6 +27,8 @@ import os
 import re
 import shutil
 import tempfile
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -38,6 +41,9 @@ from model.errors import invalid, not_ready
 FORMAT = "ctscribe-checkpoint"
 FORMAT_VERSION = 1
 DECODER_LAYOUTS = ("adapter", "full", "merged")
+TRAINED_ON_ATTR = "trained_on"
+"""Attribute of a loaded CTScribeModel holding its checkpoint's `trained_on` (it travels with the
+model into training and back out through `save`)."""
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -46,6 +52,35 @@ def cache_dir() -> Path:
 
 
 # ---- base LMs and tokenizers -------------------------------------------------------------
+
+
+@contextmanager
+def _no_progress_bars(gguf: bool = False):
+    """transformers' per-tensor progress bars off while it loads, converts or writes weights.
+
+    Loading a 135M LM takes a second or two; its "Loading weights" / "Writing model shards" /
+    GGUF "de-quantizing" bars are noise in a CLI's output that nobody asked for. The GGUF
+    converter uses plain `tqdm.auto`, not transformers' switchable one, so it gets a disabled
+    tqdm for the duration. The previous state is restored on the way out.
+    """
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    gguf_utils = None
+    if gguf:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+        real_tqdm = getattr(gguf_utils, "tqdm", None)
+        if real_tqdm is not None:
+            gguf_utils.tqdm = partial(real_tqdm, disable=True)
+    try:
+        yield
+    finally:
+        if gguf_utils is not None and real_tqdm is not None:
+            gguf_utils.tqdm = real_tqdm
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def gguf_file(spec: str) -> Path:
@@ -78,8 +113,9 @@ def _convert_gguf(spec: str) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     src = gguf_file(spec)
-    lm = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
-    tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+    with _no_progress_bars(gguf=True):
+        lm = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
+        tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
     # The weights are plain float tensors now; transformers still tags the model as GGUF-quantised
     # and refuses to save it until both marks are gone.
     if hasattr(lm.config, "quantization_config"):
@@ -89,8 +125,9 @@ def _convert_gguf(spec: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
     try:
-        lm.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
+        with _no_progress_bars():
+            lm.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
         os.replace(tmp, target)  # atomic: a concurrent reader sees all or nothing
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -113,9 +150,10 @@ def load_base_lm(cfg: DecoderConfig):
         raise invalid("decoder.name_or_path is empty: a random-init decoder has no base weights to load")
     source = _resolve_lm_source(cfg.name_or_path)
     try:
-        return AutoModelForCausalLM.from_pretrained(
-            source, dtype=torch_dtype(cfg.dtype), attn_implementation=cfg.attn_implementation
-        )
+        with _no_progress_bars():
+            return AutoModelForCausalLM.from_pretrained(
+                source, dtype=torch_dtype(cfg.dtype), attn_implementation=cfg.attn_implementation
+            )
     except OSError as err:
         raise not_ready(f"cannot load the decoder {cfg.name_or_path!r} (offline or missing?): {err}") from None
 
@@ -160,10 +198,16 @@ def load_encoder_weights(enc, cfg: EncoderConfig) -> None:
 # ---- checkpoints -------------------------------------------------------------------------
 
 
-def save(pipe_or_model, directory: str | os.PathLike, tokenizer=None, merged: bool = False) -> Path:
+def save(
+    pipe_or_model, directory: str | os.PathLike, tokenizer=None, merged: bool = False, trained_on: str | None = None
+) -> Path:
     """Write a checkpoint directory. `merged=True` folds LoRA into the decoder weights (serving);
-    the in-memory model is not changed by saving."""
+    the in-memory model is not changed by saving. `trained_on` (None: the model's own, as
+    loaded, else `unknown`) is recorded in the `checkpoint` block."""
+    from model.provenance import check_trained_on
+
     model = getattr(pipe_or_model, "model", pipe_or_model)
+    trained_on = check_trained_on(trained_on if trained_on is not None else trained_on_of(model))
     tokenizer = tokenizer if tokenizer is not None else getattr(pipe_or_model, "tokenizer", None)
     if tokenizer is None:
         raise invalid("save needs the tokenizer (pass a Pipeline, or tokenizer=...)")
@@ -192,9 +236,17 @@ def save(pipe_or_model, directory: str | os.PathLike, tokenizer=None, merged: bo
             _unloaded_copy(decoder).save_pretrained(out / "decoder")
     tokenizer.save_pretrained(out / "tokenizer")
     doc = cfg.to_dict()
-    doc["checkpoint"] = {"format": FORMAT, "format_version": FORMAT_VERSION, "decoder_weights": layout}
+    doc["checkpoint"] = {"format": FORMAT, "format_version": FORMAT_VERSION, "decoder_weights": layout,
+                         "trained_on": trained_on}
     (out / "config.json").write_text(json.dumps(doc, indent=2) + "\n")
     return out
+
+
+def trained_on_of(model) -> str:
+    """What `model` was trained on: set by `load_parts` from the checkpoint, `unknown` otherwise."""
+    from model.provenance import UNKNOWN
+
+    return getattr(model, TRAINED_ON_ATTR, None) or UNKNOWN
 
 
 def _replace(obj, **kw):
@@ -233,6 +285,9 @@ def read_config(directory: str | os.PathLike) -> tuple[ModelConfig, dict]:
         raise invalid(f"checkpoint format {meta.get('format_version')} is newer than this ctscribe reads")
     if meta.get("decoder_weights") not in DECODER_LAYOUTS:
         raise invalid(f"checkpoint decoder_weights must be one of {DECODER_LAYOUTS}")
+    from model.provenance import UNKNOWN, check_trained_on
+
+    meta["trained_on"] = check_trained_on(meta.get("trained_on", UNKNOWN))  # absent before the field existed
     return ModelConfig.from_dict(doc), meta
 
 
@@ -273,9 +328,10 @@ def load_parts(directory: Path, device: torch.device | str = "cpu", dtype: torch
         if layout == "adapter":
             base = load_base_lm(cfg.decoder)
         else:
-            base = AutoModelForCausalLM.from_pretrained(
-                directory / "decoder", dtype=dec_dtype, attn_implementation=cfg.decoder.attn_implementation
-            )
+            with _no_progress_bars():
+                base = AutoModelForCausalLM.from_pretrained(
+                    directory / "decoder", dtype=dec_dtype, attn_implementation=cfg.decoder.attn_implementation
+                )
     except OSError as err:
         raise invalid(f"checkpoint decoder weights unreadable: {err}") from None
     fit_vocab(base, len(tokenizer))
@@ -300,6 +356,7 @@ def load_parts(directory: Path, device: torch.device | str = "cpu", dtype: torch
             module.load_state_dict(part, strict=True)
         except RuntimeError as err:
             raise invalid(f"checkpoint {prefix} weights do not fit the config: {err}") from None
+    setattr(model, TRAINED_ON_ATTR, meta["trained_on"])
     model.to(device)
     if dtype is not None:
         model.decoder.to(dtype)

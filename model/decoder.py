@@ -9,11 +9,24 @@ job; this module only builds and wraps modules.
 
 from __future__ import annotations
 
+import logging
+import warnings
+
 import torch
 from torch import nn
 
 from model.config import DecoderConfig
 from model.errors import invalid
+
+# transformers 5 renamed the KV cache argument/output `past_key_values` to `cache` and warns on
+# every use of the old name (a FutureWarning from the forward, a logged notice from the output);
+# the old name is the one every supported transformers (>= 4.46) understands, so it stays and
+# the notices go. PEFT still reads the deprecated `is_gradient_checkpointing` when wrapping.
+# Filters match these messages only; anything else transformers or PEFT say still shows.
+_RENAMED_CACHE = "`past_key_values`/`cache_params` are deprecated"
+warnings.filterwarnings("ignore", message=r"`past_key_values` is deprecated", category=FutureWarning)
+warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+logging.getLogger("transformers.utils.generic").addFilter(lambda record: _RENAMED_CACHE not in record.getMessage())
 
 LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 LORA_TARGETS: dict[str, tuple[str, ...]] = {

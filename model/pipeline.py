@@ -19,6 +19,7 @@ import torch
 
 from model.batching import pad_prompts, stack_cts, to_device
 from model.config import ModelConfig
+from model.consistency import check_mode, guard
 from model.ctscribe_model import CTScribeModel, VisualFeatures, assemble
 from model.errors import invalid
 from model.generation import GenerationParams, TextStream, fast_generate, generate, score_options
@@ -56,6 +57,13 @@ class Pipeline:
     @property
     def config(self) -> ModelConfig:
         return self.model.cfg
+
+    @property
+    def trained_on(self) -> str:
+        """What the weights were trained on (the checkpoint's `trained_on`; `unknown` if it does not say)."""
+        from model.checkpoint import trained_on_of
+
+        return trained_on_of(self.model)
 
     @property
     def model_hash(self) -> str:
@@ -101,19 +109,53 @@ class Pipeline:
 
     # ---- generation --------------------------------------------------------------------------
 
+    def _guidance(self, visual: VisualFeatures, findings: Sequence | None) -> tuple[list[str], list[dict], list[dict]]:
+        """Per CT: the guidance text (model/guidance.py; "" when off), label probabilities and
+        attribute probabilities. `findings[i]`, when given, replaces the heads' findings of CT i."""
+        from model.guidance import (
+            check_findings,
+            findings_from_heads,
+            guidance_labels,
+            guidance_text,
+            head_outputs,
+        )
+
+        cfg = self.config
+        labels, attributes = head_outputs(cfg, visual.label_logits, visual.attribute_logits)
+        n = int(visual.z3d.shape[0])
+        if findings is not None and len(findings) != n:
+            raise invalid(f"{n} CTs but {len(findings)} findings overrides")
+        if cfg.prompt.guidance == "off":
+            if findings is not None and any(f is not None for f in findings):
+                raise invalid("this model does not take findings (its prompt guidance is off)")
+            return [""] * n, labels, attributes
+        names = guidance_labels(cfg)
+        texts = []
+        for i in range(n):
+            forced = None if findings is None else findings[i]
+            seen = (
+                check_findings(forced, cfg)
+                if forced is not None
+                else findings_from_heads(labels[i], attributes[i], names, cfg.prompt.guidance_threshold)
+            )
+            texts.append(guidance_text(seen, names))
+        return texts, labels, attributes
+
     @torch.inference_mode()
     def _generate(
         self,
         cts: Sequence[PreparedCT],
-        prompts_for: Callable[[int], list[str]],
+        prompts_for: Callable[[int, list[str]], list[str]],
         params: GenerationParams | None,
         on_text: Callable[[int, str], None] | None,
-    ) -> tuple[list[list[int]], VisualFeatures, torch.Tensor, dict, dict[str, float]]:
+        findings: Sequence | None = None,
+    ) -> tuple[list[list[int]], VisualFeatures, torch.Tensor, dict, dict[str, float], tuple]:
         params = params or GenerationParams()
         t0 = time.perf_counter()
         visual, batch = self._encode(cts)
+        guided = self._guidance(visual, findings)
         n_ph = self.model.n_placeholders(int(batch["slices"].shape[1]))
-        text = self._prompt_batch(prompts_for(n_ph))
+        text = self._prompt_batch(prompts_for(n_ph, guided[0]))
         self._check_length(int(text["input_ids"].shape[1]), params.max_new_tokens)
         embeds, fused = self.model.build_inputs_embeds(visual, text["input_ids"], text["attention_mask"], text["prompt_mask"])
         t1 = time.perf_counter()
@@ -126,34 +168,47 @@ class Pipeline:
                             self._suppress_ids, on_tokens=stream)
         t2 = time.perf_counter()
         timings = {"encode": round(t1 - t0, 4), "generate": round(t2 - t1, 4)}
-        return rows, visual, fused.slice_attention, batch, timings
+        return rows, visual, fused.slice_attention, batch, timings, guided
 
     def report(
         self,
         cts: list[PreparedCT],
         params: GenerationParams | None = None,
         on_text: Callable[[int, str], None] | None = None,
+        consistency: str = "warn",
+        findings: Sequence | None = None,
     ) -> list[ReportOutput]:
-        """One findings report per CT (batched)."""
+        """One findings report per CT (batched). `consistency`: off | warn | repair (model.consistency).
+        `findings[i]` (`{label: {attribute: [class]}}` or a list of labels) replaces what the
+        heads tell the decoder about CT i (models with prompt guidance only)."""
+        check_mode(consistency)
         if not cts:
             return []
         cfg = self.config.prompt
-        rows, visual, alpha, batch, timings = self._generate(cts, lambda n: [report_prompt(cfg, n)] * len(cts), params, on_text)
-        probs = torch.sigmoid(visual.label_logits.float()).cpu() if visual.label_logits is not None else None
-        names = self.config.labels.names
+        rows, visual, alpha, batch, timings, (guidance, labels, attributes) = self._generate(
+            cts, lambda n, g: [report_prompt(cfg, n, g[i]) for i in range(len(cts))], params, on_text, findings
+        )
         out = []
         for i, ids in enumerate(rows):
-            labels = {} if probs is None else {n: round(float(p), 6) for n, p in zip(names, probs[i].tolist())}
             out.append(
                 ReportOutput(
                     text=self._decode(ids),
-                    labels=labels,
+                    labels=labels[i] if labels else {},
                     key_slices=key_slices(alpha[i], batch["plane_ids"][i], batch["slice_index"][i], batch["slice_mask"][i]),
                     n_tokens=len(ids),
                     timings_s=dict(timings),
+                    attributes=attributes[i] if attributes else {},
+                    guidance=guidance[i],
                 )
             )
-        return out
+        return [guard(o, self.guided_labels, consistency) for o in out]  # the consistency guard (model.consistency)
+
+    @property
+    def guided_labels(self) -> tuple[str, ...]:
+        """The labels the heads were trained on and the guidance names (all head labels by default)."""
+        from model.guidance import guidance_labels
+
+        return guidance_labels(self.config) if self.config.labels.enabled else ()
 
     def answer(
         self,
@@ -161,21 +216,26 @@ class Pipeline:
         questions: list[str],
         params: GenerationParams | None = None,
         on_text: Callable[[int, str], None] | None = None,
+        findings: Sequence | None = None,
     ) -> list[AnswerOutput]:
-        """Free-text answer to one question per CT (batched)."""
+        """Free-text answer to one question per CT (batched); `findings` as in `report`."""
         if len(questions) != len(cts):
             raise invalid(f"{len(cts)} CTs but {len(questions)} questions")
         if not cts:
             return []
         cfg = self.config.prompt
-        rows, _, _, _, timings = self._generate(
-            cts, lambda n: [question_prompt(cfg, n, q) for q in questions], params, on_text
+        rows, _, _, _, timings, _ = self._generate(
+            cts, lambda n, g: [question_prompt(cfg, n, q, g[i]) for i, q in enumerate(questions)], params, on_text,
+            findings,
         )
         return [AnswerOutput(text=self._decode(ids), n_tokens=len(ids), timings_s=dict(timings)) for ids in rows]
 
     @torch.inference_mode()
-    def choose(self, cts: list[PreparedCT], questions: list[str], choices: list[list[str]]) -> list[ChoiceOutput]:
-        """Multiple choice by likelihood: every option of every question scored in one pass."""
+    def choose(
+        self, cts: list[PreparedCT], questions: list[str], choices: list[list[str]], findings: Sequence | None = None
+    ) -> list[ChoiceOutput]:
+        """Multiple choice by likelihood: every option of every question scored in one pass;
+        `findings` as in `report`."""
         if not (len(cts) == len(questions) == len(choices)):
             raise invalid(f"{len(cts)} CTs, {len(questions)} questions and {len(choices)} choice lists must match")
         if not cts:
@@ -184,10 +244,11 @@ class Pipeline:
         options = [check_choices(c) for c in choices]
         t0 = time.perf_counter()
         visual, batch = self._encode(cts)
+        guidance = self._guidance(visual, findings)[0]
         n_ph = self.model.n_placeholders(int(batch["slices"].shape[1]))
         prompts, answers = [], []
-        for q, opts in zip(questions, options):
-            prompt = mcq_prompt(cfg, n_ph, q, opts)
+        for i, (q, opts) in enumerate(zip(questions, options)):
+            prompt = mcq_prompt(cfg, n_ph, q, opts, guidance[i])
             for j, opt in enumerate(opts):
                 prompts.append(prompt)
                 answers.append(mcq_answer(cfg, j, opt))
@@ -241,10 +302,10 @@ class Pipeline:
         self._fast = FastDecoder(self.model.decoder.lm, use_cuda_graphs=use_cuda_graphs)
         return self
 
-    def save(self, directory: str | os.PathLike, merged: bool = False):
+    def save(self, directory: str | os.PathLike, merged: bool = False, trained_on: str | None = None):
         from model import checkpoint
 
-        return checkpoint.save(self, directory, merged=merged)
+        return checkpoint.save(self, directory, merged=merged, trained_on=trained_on)
 
 
 def key_slices(

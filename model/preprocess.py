@@ -39,6 +39,7 @@ from imaging.errors import CtscribeError, ErrorCode, ImagingError
 MODES = ("ctscribe", "samf-compat")
 PLANES = ("axial", "coronal", "sagittal")
 """Plane id -> name; the id is the canonical array axis (z, y, x) the plane is normal to."""
+SLAB_PROJECTIONS = ("none", "max", "mean", "min")
 _MASK_STEP_MM = 4.0  # grid step of the body-mask search: coarse enough to be fast, fine enough for a box
 
 
@@ -61,6 +62,11 @@ class PreprocessConfig:
     the three planes look alike whatever the scanner's slice thickness."""
     windows_hu: tuple[tuple[float, float], ...] = ((-1350.0, 150.0), (-160.0, 240.0), (-1000.0, 1000.0))
     """ctscribe: (low, high) HU of each channel's window: lung, mediastinum, wide."""
+    slab_projection: tuple[str, ...] = ("none", "none", "none")
+    """ctscribe: per channel, how a slice's HU values are taken: "none" = the thin slice at its
+    centre; "max" / "mean" / "min" = the maximum / mean / minimum intensity projection over
+    the slice's whole bin along its axis (thick-slab MIP/AvgIP/MinIP), so a lesion lying between
+    two thin slices is still seen."""
     body_threshold_hu: float = -500.0
     """ctscribe: voxels above this HU count as body when finding the body's bounding box."""
     body_margin_mm: float = 5.0
@@ -86,6 +92,8 @@ class PreprocessConfig:
         for key in ("spacing_mm_zyx", "mean", "std"):  # JSON gives lists
             if key in kw:
                 kw[key] = tuple(float(v) for v in kw[key])
+        if "slab_projection" in kw:
+            kw["slab_projection"] = tuple(str(v) for v in kw["slab_projection"])
         if "windows_hu" in kw:
             kw["windows_hu"] = tuple(tuple(float(v) for v in w) for w in kw["windows_hu"])
         return cls(**kw)
@@ -142,6 +150,12 @@ def preprocess(
         raise CtscribeError(
             ErrorCode.INVALID_REQUEST, f"unknown preprocess mode {cfg.mode!r}; known: {MODES}"
         )
+    bad = [p for p in cfg.slab_projection if p not in SLAB_PROJECTIONS]
+    if bad or len(cfg.slab_projection) != len(cfg.windows_hu):
+        raise CtscribeError(
+            ErrorCode.INVALID_REQUEST,
+            f"slab_projection needs one of {SLAB_PROJECTIONS} per window, got {cfg.slab_projection}",
+        )
     return _prepare_ctscribe(hu, spacing, cfg)
 
 
@@ -188,7 +202,9 @@ def _prepare_ctscribe(
         centres = r_lo[axis] + (np.arange(n) + 0.5) / n * (r_hi[axis] - r_lo[axis])
         r = np.clip(np.round(centres).astype(int), r_lo[axis], r_hi[axis])
         span = max(1, r_hi[axis] - r_lo[axis])
-        images.append(_plane_images(hu, axis, r * dst[axis] / src[axis], box, src, dst, cfg))
+        edges = r_lo[axis] + np.arange(n + 1) / n * (r_hi[axis] - r_lo[axis])  # bin edges, resampled grid
+        bins = np.stack([edges[:-1], edges[1:]], axis=1) * dst[axis] / src[axis]  # (n, 2) source indices
+        images.append(_plane_images(hu, axis, r * dst[axis] / src[axis], box, src, dst, cfg, bins))
         plane_ids.append(torch.full((n,), axis, dtype=torch.long))
         positions.append(torch.from_numpy((r - r_lo[axis]) / span).float())
         indices.append(torch.from_numpy(r).long())
@@ -210,8 +226,10 @@ def _plane_images(
     src: np.ndarray,
     dst: np.ndarray,
     cfg: PreprocessConfig,
+    bins: np.ndarray | None = None,
 ) -> torch.Tensor:
-    """(n, 1, size, size) HU images of the slices at fractional source indices along `axis`."""
+    """(n, 1, size, size) HU images of the slices at fractional source indices along `axis`;
+    (n, C, size, size) when some channel is a slab projection over `bins` ((n, 2) source indices)."""
     # crop the other two axes to the body box first: everything after is on the small crop
     crop = [slice(int(box[a, 0]), int(box[a, 1]) + 1) if a != axis else slice(None) for a in range(3)]
     sub = hu[tuple(crop)]  # a view of the caller's array, any dtype: nothing is copied whole
@@ -227,12 +245,16 @@ def _plane_images(
     # (n, rows, cols): rows and cols are the two remaining axes in canonical order
     img = torch.lerp(slab[torch.from_numpy(which[:n])], slab[torch.from_numpy(which[n:])], w)
     img = torch.nan_to_num(img, nan=cfg.pad_hu)
+    if bins is not None and any(p != "none" for p in cfg.slab_projection):
+        img = _with_slabs(img, sub, axis, bins, cfg)  # (n, C, rows, cols)
+    else:
+        img = img.unsqueeze(1)  # (n, 1, rows, cols)
     rest = [a_ for a_ in range(3) if a_ != axis]  # (rows axis, cols axis) in canonical order
     if axis != 0:  # coronal/sagittal: rows are z; put superior at the top
-        img = img.flip(1)
+        img = img.flip(2)
     # in-plane resampling to the config's spacing
-    size = [max(1, int(round(img.shape[1 + k] * src[rest[k]] / dst[rest[k]]))) for k in range(2)]
-    img = F.interpolate(img.unsqueeze(1), size=size, mode="bilinear", align_corners=False, antialias=True)
+    size = [max(1, int(round(img.shape[2 + k] * src[rest[k]] / dst[rest[k]]))) for k in range(2)]
+    img = F.interpolate(img, size=size, mode="bilinear", align_corners=False, antialias=True)
     # pad to a square (keep the aspect ratio), centred, with air
     height, width = img.shape[-2:]
     side = max(height, width)
@@ -242,6 +264,32 @@ def _plane_images(
     return F.interpolate(
         img, size=(cfg.image_size, cfg.image_size), mode="bilinear", align_corners=False, antialias=True
     )
+
+
+def _with_slabs(
+    thin: torch.Tensor, sub: np.ndarray, axis: int, bins: np.ndarray, cfg: PreprocessConfig
+) -> torch.Tensor:
+    """(n, rows, cols) thin slices -> (n, C, rows, cols): per channel the thin slice or its
+    bin's max / mean / min projection (source slices whose centre lies in the bin; at least
+    the nearest one)."""
+    n_src = sub.shape[axis]
+    channels = []
+    reducers = {"max": np.max, "mean": np.mean, "min": np.min}
+    cache: dict[str, torch.Tensor] = {}
+    for projection in cfg.slab_projection:
+        if projection == "none":
+            channels.append(thin)
+            continue
+        if projection not in cache:
+            out = []
+            for lo, hi in bins:
+                first = int(np.clip(np.ceil(lo - 0.5), 0, n_src - 1))
+                last = int(np.clip(max(first, np.ceil(hi - 0.5) - 1), first, n_src - 1))
+                slab = np.take(sub, np.arange(first, last + 1), axis=axis).astype(np.float32, copy=False)
+                out.append(torch.from_numpy(np.ascontiguousarray(reducers[projection](slab, axis=axis))))
+            cache[projection] = torch.nan_to_num(torch.stack(out), nan=cfg.pad_hu)  # (n, rows, cols)
+        channels.append(cache[projection])
+    return torch.stack(channels, dim=1)
 
 
 def _window(img_hu: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:

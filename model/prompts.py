@@ -34,16 +34,21 @@ def _wrap(cfg: PromptConfig, vision: str, text: str) -> str:
     raise invalid(f"unknown chat format {cfg.chat_format!r}")
 
 
-def report_prompt(cfg: PromptConfig, n_vision: int) -> str:
-    return _wrap(cfg, cfg.vision_token * n_vision, cfg.report_instruction)
+def _guided(guidance: str, text: str) -> str:
+    """The request preceded by the heads' findings (model/guidance.py), when there are any."""
+    return f"{guidance}\n{text}" if guidance else text
 
 
-def question_prompt(cfg: PromptConfig, n_vision: int, question: str) -> str:
+def report_prompt(cfg: PromptConfig, n_vision: int, guidance: str = "") -> str:
+    return _wrap(cfg, cfg.vision_token * n_vision, _guided(guidance, cfg.report_instruction))
+
+
+def question_prompt(cfg: PromptConfig, n_vision: int, question: str, guidance: str = "") -> str:
     question = question.strip()
     if not question:
         raise invalid("the question is empty")
     text = " " + question if cfg.chat_format == "samf-raw" else question
-    return _wrap(cfg, cfg.vision_token * n_vision, text)
+    return _wrap(cfg, cfg.vision_token * n_vision, _guided(guidance, text))
 
 
 def check_choices(choices: list[str]) -> list[str]:
@@ -55,14 +60,14 @@ def check_choices(choices: list[str]) -> list[str]:
     return cleaned
 
 
-def mcq_prompt(cfg: PromptConfig, n_vision: int, question: str, choices: list[str]) -> str:
+def mcq_prompt(cfg: PromptConfig, n_vision: int, question: str, choices: list[str], guidance: str = "") -> str:
     choices = check_choices(choices)
     listed = " ".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices))
     if not question.strip():
         raise invalid("the question is empty")
     if cfg.chat_format == "samf-raw":
         return _wrap(cfg, cfg.vision_token * n_vision, f" {question.strip()} Choices: {listed}")
-    return _wrap(cfg, cfg.vision_token * n_vision, f"{question.strip()}\nChoices: {listed}")
+    return _wrap(cfg, cfg.vision_token * n_vision, _guided(guidance, f"{question.strip()}\nChoices: {listed}"))
 
 
 def mcq_answer(cfg: PromptConfig, index: int, choice: str) -> str:

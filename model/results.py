@@ -17,6 +17,13 @@ class ReportOutput:
     """Generated tokens (stop token excluded)."""
     timings_s: dict[str, float] = field(default_factory=dict)
     """Seconds per stage for the batch this result came from: encode, generate."""
+    attributes: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Attribute heads' class probabilities ({attribute: {class: p}}; {} without attribute heads)."""
+    guidance: str = ""
+    """What the decoder was told the CT shows (diagnosis-driven decoding; "" when off)."""
+    warnings: list[dict] = field(default_factory=list)
+    """Structured warnings about this result, each {code, message, ...}: the consistency guard's
+    `report_contradicts_label_head` (model.consistency), `model_not_trained_on_real_ct` (model.provenance)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -27,6 +34,8 @@ class AnswerOutput:
     text: str
     n_tokens: int
     timings_s: dict[str, float] = field(default_factory=dict)
+    warnings: list[dict] = field(default_factory=list)
+    """Structured warnings about this result, each {code, message, ...} (see ReportOutput.warnings)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -43,6 +52,8 @@ class ChoiceOutput:
     probabilities: list[float]
     """One per option, summing to 1 (softmax of the length-normalised log-likelihoods)."""
     timings_s: dict[str, float] = field(default_factory=dict)
+    warnings: list[dict] = field(default_factory=list)
+    """Structured warnings about this result, each {code, message, ...} (see ReportOutput.warnings)."""
 
     def to_dict(self) -> dict:
         return asdict(self)

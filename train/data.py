@@ -88,10 +88,21 @@ class VolumeDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def load(self, index: int) -> dict[str, torch.Tensor]:
-        from safetensors.torch import load_file
+    def load(self, index: int, slices: bool = True) -> dict[str, torch.Tensor]:
+        """The volume's prepared tensors. `slices=False` (cached encoder features stand in for
+        the images) reads only the per-slice metadata, and `slices` is an (S, 1, 1, 1) stub
+        that keeps the slice count: reading the images is most of a feature-cached step."""
+        if slices:
+            from safetensors.torch import load_file
 
-        tensors = load_file(str(self.paths[index]))
+            tensors = load_file(str(self.paths[index]))
+        else:
+            from safetensors import safe_open
+
+            with safe_open(str(self.paths[index]), framework="pt") as f:
+                tensors = {n: f.get_tensor(n) for n in f.keys() if n != "slices"}
+                n_slices = f.get_slice("slices").get_shape()[0]
+            tensors["slices"] = torch.zeros(n_slices, 1, 1, 1)
         return {n: t.float() if t.is_floating_point() else t for n, t in tensors.items()}
 
     def __getitem__(self, item: tuple[int, int]) -> dict:
@@ -175,6 +186,9 @@ def collate_labelled_volumes(items: list[dict]) -> dict:
         del batch["slices"]  # the model reads the features instead of running the encoder
     batch["label_targets"] = torch.stack([it["label_targets"] for it in items])
     batch["label_mask"] = torch.stack([it["label_mask"] for it in items])
+    for key in ("attribute_targets", "attribute_mask"):
+        if key in items[0]:
+            batch[key] = torch.stack([it[key] for it in items])
     return batch
 
 

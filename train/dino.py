@@ -197,7 +197,7 @@ class DinoStage(Stage):
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
-        self.model_config = load_model_config(cfg.preset, cfg.init_checkpoint)
+        self.model_config = load_model_config(cfg.preset, cfg.init_checkpoint, cfg.model_config)
 
     def build_module(self) -> DinoModule:
         enc_cfg = self.model_config.encoder

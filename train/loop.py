@@ -122,7 +122,7 @@ def make_accelerator(cfg: TrainConfig):
 
     use_gpu = torch.cuda.is_available() and not cfg.cpu
     return Accelerator(
-        mixed_precision="bf16" if (cfg.bf16 and use_gpu) else "no",
+        mixed_precision="bf16" if (cfg.bf16 and (use_gpu or cfg.bf16_cpu)) else "no",
         gradient_accumulation_steps=cfg.grad_accum,
         cpu=not use_gpu,
         # The loop shards data itself (StepBatchSampler), so accelerate never wraps loaders.

@@ -15,15 +15,18 @@ from torch import nn
 from imaging.errors import CtscribeError, ErrorCode
 
 
-def load_model_config(preset: str, init_checkpoint: str = ""):
-    """The ModelConfig of `init_checkpoint`'s config.json, else of the preset."""
+def load_model_config(preset: str, init_checkpoint: str = "", model_config: str = ""):
+    """The ModelConfig of `init_checkpoint`'s config.json, else of the `model_config` JSON,
+    else of the preset."""
     from model.config import ModelConfig
 
-    if init_checkpoint:
-        path = Path(init_checkpoint) / "config.json"
+    if init_checkpoint or model_config:
+        path = Path(init_checkpoint) / "config.json" if init_checkpoint else Path(model_config)
         if not path.is_file():
-            raise CtscribeError(ErrorCode.INVALID_REQUEST, f"no config.json in checkpoint {init_checkpoint}")
-        return ModelConfig.from_dict(json.loads(path.read_text()))
+            raise CtscribeError(ErrorCode.INVALID_REQUEST, f"model config not found: {path}")
+        doc = json.loads(path.read_text())
+        doc.pop("checkpoint", None)
+        return ModelConfig.from_dict(doc)
     return ModelConfig.from_preset(preset)
 
 

@@ -140,7 +140,7 @@ class WarmupStage(Stage):
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
-        self.model_config = load_model_config(cfg.preset, cfg.init_checkpoint)
+        self.model_config = load_model_config(cfg.preset, cfg.init_checkpoint, cfg.model_config)
         self.module: WarmupModule | None = None
 
     def build_module(self) -> nn.Module:
@@ -150,11 +150,14 @@ class WarmupStage(Stage):
         encoder = build_encoder(self.model_config.encoder)
         aggregator = build_aggregator(self.model_config.aggregator)
         label_head = self._label_head() if self.supervised else None
+        attribute_head = self._attribute_head() if self.supervised else None
         if self.cfg.init_checkpoint:
             load_vision_part(encoder, self.cfg.init_checkpoint, "encoder")
             load_vision_part(aggregator, self.cfg.init_checkpoint, "aggregator")
             if label_head is not None:
                 load_vision_part(label_head, self.cfg.init_checkpoint, "label_head")
+            if attribute_head is not None:
+                load_vision_part(attribute_head, self.cfg.init_checkpoint, "attribute_head")
         elif not self.cfg.init_encoder:
             load_encoder_weights(encoder, self.model_config.encoder)  # the preset's pretrained ViT, if any
         if self.cfg.init_encoder:
@@ -163,8 +166,12 @@ class WarmupStage(Stage):
             load_weights(aggregator, self.cfg.init_aggregator, "aggregator")
         if label_head is not None and self.cfg.init_label_head:
             load_weights(label_head, self.cfg.init_label_head, "label head")
+        if attribute_head is not None and self.cfg.init_attribute_head:
+            load_weights(attribute_head, self.cfg.init_attribute_head, "attribute head")
         if self.supervised:
-            self.module = LabelWarmupModule(encoder, aggregator, label_head, self.cfg.warmup.train_encoder)
+            self.module = LabelWarmupModule(
+                encoder, aggregator, label_head, self.cfg.warmup.train_encoder, attribute_head
+            )
         else:
             self.module = WarmupModule(encoder, aggregator, self.cfg.warmup.temperature)
         return self.module
@@ -183,6 +190,13 @@ class WarmupStage(Stage):
             )
         return nn.Linear(self.model_config.aggregator.d_volume, labels.n_labels)
 
+    def _attribute_head(self):
+        from model.attributes import AttributeHead
+
+        names = self.model_config.labels.attributes
+        agg = self.model_config.aggregator
+        return AttributeHead(names, agg.d_slice, agg.d_volume) if names else None
+
     def dataset(self):
         samples = load_samples(self.cfg.manifest, self.cfg.split)
         cache = make_cache(self.cfg.resolved_cache_dir(), self.model_config.preprocess, self.cfg.store_dtype)
@@ -198,7 +212,10 @@ class WarmupStage(Stage):
                 raise CtscribeError(
                     ErrorCode.INVALID_REQUEST, "warmup.objective=labels: no sample of the manifest has labels"
                 )
-            return LabelledVolumeDataset(samples, cache, keys, features, label_mask_for(self.cfg.warmup.label_names))
+            return LabelledVolumeDataset(
+                samples, cache, keys, features, label_mask_for(self.cfg.warmup.label_names),
+                self.model_config.labels.attributes,
+            )
         return ViewDataset(samples, cache, keys, features)
 
     def collate(self, items):
@@ -209,10 +226,14 @@ class WarmupStage(Stage):
         save_weights(module.aggregator, final_dir / "aggregator.safetensors", meta)
         if isinstance(module, LabelWarmupModule):
             save_weights(module.label_head, final_dir / "label_head.safetensors", meta)
+            if module.attribute_head is not None:
+                save_weights(module.attribute_head, final_dir / "attribute_head.safetensors", meta)
             # Always: a frozen random encoder is only reproducible from its weights, and the
             # aggregator and head were fitted to exactly its features.
             save_weights(module.encoder, final_dir / "encoder.safetensors", meta)
         (final_dir / "aggregator_config.json").write_text(json.dumps(asdict(self.model_config.aggregator), indent=2))
+        # the whole model config the weights belong to (preprocessing included), for evaluation
+        (final_dir / "model_config.json").write_text(json.dumps(self.model_config.to_dict(), indent=2))
 
 
 @torch.no_grad()

@@ -2,7 +2,10 @@
 
 Generates a chest phantom the model has never seen (a fresh seed), writes its report, answers
 one multiple-choice and one free-text question, and prints them next to the ground truth the
-phantom was drawn from, with timings.
+phantom was drawn from, with timings and each result's warnings (the consistency guard's
+disagreements between report and label head; `model_not_trained_on_real_ct` never fires
+here, the input being a phantom). Framework progress bars and deprecation notices are
+switched off where they arise (model/checkpoint.py, model/decoder.py).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from app.cli.report_cmd import load_pipeline
     from imaging.phantom import generate_case
     from model.generation import GenerationParams
+    from model.provenance import attach, input_warnings
 
     seed = args.seed if args.seed is not None else time.time_ns() % 2**31
     timings: dict[str, float] = {}
@@ -57,11 +61,12 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     answer = pipe.answer([ct], [free["question"]], params)[0]
     timings["free_text"] = time.perf_counter() - start
+    attach([report, choice, answer], input_warnings(pipe.trained_on, volume.source_hint))
 
     result = {
         "phantom_seed": seed,
         "model": {"source": getattr(pipe, "source", ""), "model_hash": pipe.model_hash,
-                  "weights_hash": pipe.weights_hash},
+                  "weights_hash": pipe.weights_hash, "trained_on": pipe.trained_on},
         "ground_truth": {
             "findings": case.report.get("Findings_EN", ""),
             "impression": case.report.get("Impressions_EN", ""),
@@ -87,6 +92,7 @@ def _print_human(r: dict) -> None:
     print("GENERATED REPORT\n" + r["report"]["text"].strip())
     top = sorted(r["report"]["labels"].items(), key=lambda kv: -kv[1])[:5]
     print("\nlabel head (top 5): " + ", ".join(f"{n} {p:.2f}" for n, p in top))
+    _print_warnings(r["report"]["warnings"])
     print(f"{line}\nGROUND TRUTH\nFindings: {r['ground_truth']['findings']}")
     print(f"Impression: {r['ground_truth']['impression']}")
     print(f"Labels: {', '.join(r['ground_truth']['labels']) or 'none'}\n{line}")
@@ -95,7 +101,16 @@ def _print_human(r: dict) -> None:
     print(f"Q (multiple choice): {mc['question']}\n  {options}")
     probs = ", ".join(f"{p:.2f}" for p in mc["probabilities"])
     print(f"  model: {mc['letter']}. {mc['answer']}  (p = {probs})   truth: {mc['truth']}")
+    _print_warnings(mc["warnings"], indent="  ")
     ft = r["free_text"]
-    print(f"Q (free text): {ft['question']}\n  model: {ft['text'].strip()}\n  truth: {ft['truth']}\n{line}")
+    print(f"Q (free text): {ft['question']}\n  model: {ft['text'].strip()}\n  truth: {ft['truth']}")
+    _print_warnings(ft["warnings"], indent="  ")
+    print(line)
     print("timings (s): " + ", ".join(f"{k} {v}" for k, v in r["timings_s"].items()))
     print(r["disclaimer"])
+
+
+def _print_warnings(warnings: list[dict], indent: str = "") -> None:
+    """The same one-line form as `ctscribe report` (`warning: <code>: <message>`), in place."""
+    for w in warnings:
+        print(f"{indent}warning: {w['code']}: {w['message']}")

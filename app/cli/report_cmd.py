@@ -2,7 +2,10 @@
 
 Reads the CT with `imaging.read.read_volume`, runs the model and prints the report (or the
 answer); `--json` prints one JSON document with the text, label probabilities, key slices,
-per-stage timings and the model / weights hashes. `--checkpoint` takes a checkpoint
+per-stage timings, the model / weights hashes and `warnings`. Warnings are structured
+({code, message, ...}): `input` (from reading the CT), `report_contradicts_label_head` (the
+consistency guard, `--consistency`), `model_not_trained_on_real_ct` (a phantom-only model on
+a real CT); without `--json` each is one line `warning: <code>: <message>` on stderr. `--checkpoint` takes a checkpoint
 directory or hub id; `tiny` builds the random tiny preset (smoke tests); by default the
 bundled demo checkpoint `model/weights/demo` is used, and its absence is `model_not_ready`.
 Heavy imports (torch, transformers) stay inside the handlers so `ctscribe --help` is fast.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +29,11 @@ def register(subparsers) -> None:
         "report", help="write a findings report for a chest CT", description=__doc__.splitlines()[0]
     )
     _common(report)
+    report.add_argument(
+        "--consistency", choices=("off", "warn", "repair"), default="warn",
+        help="check the report against the label head: warn about confident disagreements (default), "
+             "also drop the contradicting sentences (repair), or not check (off)",
+    )
     report.set_defaults(func=run_report)
 
     vqa = subparsers.add_parser("vqa", help="answer a question about a chest CT (free text or multiple choice)")
@@ -88,6 +97,17 @@ def _prepare(args: argparse.Namespace):
     return pipe, ct, volume, timings
 
 
+def all_warnings(volume, output) -> list[dict]:
+    """The reader's warnings (code `input`) followed by the result's own."""
+    return [{"code": "input", "message": w} for w in volume.warnings] + list(output.warnings)
+
+
+def print_warnings(warnings: list[dict]) -> None:
+    """One line `warning: <code>: <message>` each, on stderr (stdout keeps the result alone)."""
+    for w in warnings:
+        print(f"warning: {w['code']}: {w['message']}", file=sys.stderr)
+
+
 def _params(args: argparse.Namespace):
     from model.generation import GenerationParams
 
@@ -108,7 +128,6 @@ def _envelope(pipe, volume, timings: dict, params=None) -> dict:
             "spacing_mm_zyx": [float(s) for s in volume.spacing_mm_zyx],
             "orientation_in": volume.orientation_in,
         },
-        "warnings": list(volume.warnings),
         "timings_s": timings,
     }
     if params is not None:
@@ -117,16 +136,21 @@ def _envelope(pipe, volume, timings: dict, params=None) -> dict:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from model.provenance import attach, input_warnings
+
     params = _params(args)
     pipe, ct, volume, timings = _prepare(args)
-    out = pipe.report([ct], params)[0]
+    out = pipe.report([ct], params, consistency=args.consistency)[0]
+    attach([out], input_warnings(pipe.trained_on, volume.source_hint))
     timings.update(out.timings_s)
+    warnings = all_warnings(volume, out)
     doc = {
         "text": out.text,
         "labels": out.labels,
         "key_slices": out.key_slices,
         "n_tokens": out.n_tokens,
         **_envelope(pipe, volume, timings, params),
+        "warnings": warnings,
     }
     if args.json:
         print(json.dumps(doc, indent=2))
@@ -137,13 +161,13 @@ def run_report(args: argparse.Namespace) -> int:
         print("\nlabels (p >= 0.5): " + ", ".join(f"{n} {p:.2f}" for p, n in likely))
     if out.key_slices:
         print("key slices: " + ", ".join(f"{k['plane']} {k['index']} ({k['weight']:.2f})" for k in out.key_slices))
-    for w in volume.warnings:
-        print(f"warning: {w}")
+    print_warnings(warnings)
     return 0
 
 
 def run_vqa(args: argparse.Namespace) -> int:
     from model.prompts import check_choices
+    from model.provenance import attach, input_warnings
 
     if args.choice:
         check_choices(args.choice)  # bad option lists fail before the model is loaded
@@ -151,6 +175,7 @@ def run_vqa(args: argparse.Namespace) -> int:
     pipe, ct, volume, timings = _prepare(args)
     if args.choice:
         out = pipe.choose([ct], [args.question], [args.choice])[0]
+        attach([out], input_warnings(pipe.trained_on, volume.source_hint))
         timings.update(out.timings_s)
         doc = {
             "question": args.question,
@@ -163,13 +188,16 @@ def run_vqa(args: argparse.Namespace) -> int:
         }
         text = f"{out.letter}. {out.answer}  (p={out.probabilities[out.index]:.2f})"
     else:
-        ans = pipe.answer([ct], [args.question], params)[0]
-        timings.update(ans.timings_s)
-        doc = {"question": args.question, "answer": ans.text, "n_tokens": ans.n_tokens,
+        out = pipe.answer([ct], [args.question], params)[0]
+        attach([out], input_warnings(pipe.trained_on, volume.source_hint))
+        timings.update(out.timings_s)
+        doc = {"question": args.question, "answer": out.text, "n_tokens": out.n_tokens,
                **_envelope(pipe, volume, timings, params)}
-        text = ans.text
+        text = out.text
+    doc["warnings"] = all_warnings(volume, out)
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
         print(text)
+        print_warnings(doc["warnings"])
     return 0

@@ -168,7 +168,12 @@ class Options:
 
 
 def report_task(options: Options, settings: Settings) -> ReportTask:
-    return ReportTask(params=options.generation(settings))
+    from model.consistency import MODES
+
+    consistency = options.str("consistency", 16) or "warn"
+    if consistency not in MODES:
+        raise _bad(f"consistency: one of {', '.join(MODES)}")
+    return ReportTask(params=options.generation(settings), consistency=consistency)
 
 
 def vqa_task(options: Options, settings: Settings) -> VqaTask:

@@ -14,14 +14,14 @@ from app.routes._common import (
     upload_limits,
     vqa_task,
 )
-from app.routes.report import ERRORS, VQA_FIELDS
+from app.routes.report import ERRORS, REPORT_FIELDS, VQA_FIELDS
 from app.schemas import JobResponse, ReportResponse, VqaResponse
 from app.uploads import receive_upload
 from imaging.errors import CtscribeError, ErrorCode
 
 router = APIRouter(tags=["jobs"])
 TASKS = {"report": (report_task, ReportResponse), "vqa": (vqa_task, VqaResponse)}
-JOB_FIELDS = {"task": {"type": "string", "enum": list(TASKS), "default": "report"}, **VQA_FIELDS}
+JOB_FIELDS = {"task": {"type": "string", "enum": list(TASKS), "default": "report"}, **REPORT_FIELDS, **VQA_FIELDS}
 
 
 @router.post("/jobs", status_code=202, response_model=JobResponse, responses=ERRORS,

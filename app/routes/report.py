@@ -29,6 +29,11 @@ from app.schemas import Problem, ReportResponse, VqaResponse
 
 router = APIRouter(tags=["model"])
 ERRORS = {code: {"model": Problem} for code in (400, 401, 413, 415, 422, 429, 503, 504)}
+REPORT_FIELDS = {
+    "consistency": {"type": "string", "enum": ["off", "warn", "repair"], "default": "warn",
+                    "description": "Check the report against the label head: warn about confident "
+                                   "disagreements, or also drop the contradicting sentences (repair)"},
+}
 VQA_FIELDS = {
     "question": {"type": "string", "minLength": 1, "maxLength": 2000},
     "choices": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 4,
@@ -92,7 +97,7 @@ def _stream(service, prepared, task, ticket, finish, request_id) -> StreamingRes
     return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
 
-@router.post("/report", response_model=ReportResponse, responses=ERRORS, openapi_extra=multipart_body())
+@router.post("/report", response_model=ReportResponse, responses=ERRORS, openapi_extra=multipart_body(REPORT_FIELDS))
 async def report(request: Request, key: str = Depends(api_key)):
     """Findings report, the 18 label probabilities and key slices for one CT."""
     return await _model_request(request, key, report_task, ReportResponse)

@@ -59,6 +59,24 @@ def split_sentences(text: str) -> list[str]:
     return [p.strip().lower() for p in parts if p and p.strip()]
 
 
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) in `text` of each sentence `split_sentences` returns, in the same order.
+
+    For callers that must edit the original text (case and separators kept):
+    `[text[a:b].lower() for a, b in sentence_spans(text)] == split_sentences(text)`.
+    """
+    spans, start = [], 0
+    for sep in [*_SENTENCE_SPLIT.finditer(text or ""), None]:
+        end = len(text or "") if sep is None else sep.start()
+        part = text[start:end]
+        if part.strip():
+            lead = len(part) - len(part.lstrip())
+            spans.append((start + lead, start + len(part.rstrip())))
+        if sep is not None:
+            start = sep.end()
+    return spans
+
+
 def clause_spans(sentence: str) -> list[tuple[int, int]]:
     """(start, end) character spans of the clauses of one sentence."""
     hard, start = [], 0

@@ -18,7 +18,7 @@ from imaging.dicom.pixels import check_transfer_syntaxes, read_pixels, transfer_
 from imaging.dicom.series import group_series, select_series
 from imaging.errors import ErrorCode, ImagingError
 from imaging.options import ReadOptions
-from imaging.volume import Volume
+from imaging.volume import PHANTOM_SOURCE_HINT, Volume
 
 # pydicom warns on every out-of-standard value (long UIDs, odd VRs, "expected explicit VR");
 # real archives are full of them and they say nothing a user can act on. A filter scoped to
@@ -90,6 +90,8 @@ def _read(files: list[Path], options: ReadOptions) -> Volume:
 
     meta = read_meta(plan.slices[0].path)
     meta["transfer_syntax"] = transfer_syntax_name(plan.slices[0].transfer_syntax)
+    if meta.get("manufacturer") == "ctscribe" and meta.get("model") == "phantom":  # imaging/phantom/dicom_export.py
+        meta["source_hint"] = PHANTOM_SOURCE_HINT
     return Volume(
         hu=np.ascontiguousarray(hu, dtype=np.float32),
         spacing_mm_zyx=tuple(float(s) for s in spacing_zyx),  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ from imaging.phantom.anatomy import AnatomyParams, sample_anatomy
 from imaging.phantom.config import FINDING_KINDS, PhantomConfig
 from imaging.phantom.findings import Finding, anatomy_for, sample_findings
 from imaging.phantom.geometry import Grid
-from imaging.volume import Volume
+from imaging.volume import PHANTOM_SOURCE_HINT, Volume
 from model.labels import CTRATE_LABELS
 
 
@@ -113,6 +113,7 @@ def render_case(spec: CaseSpec) -> Volume:
         orientation_in="LPS",
         meta={
             "manufacturer": "ctscribe phantom",
+            "source_hint": PHANTOM_SOURCE_HINT,
             "seed": spec.seed,
             "index": spec.index,
             "contrast_enhanced": spec.config.contrast_enhanced,

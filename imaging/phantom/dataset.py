@@ -39,7 +39,7 @@ import numpy as np
 from imaging.errors import ErrorCode, ImagingError
 from imaging.phantom.case import CaseSpec, describe_case, render_case, sample_case
 from imaging.phantom.config import PhantomConfig
-from imaging.volume import Volume
+from imaging.volume import PHANTOM_NIFTI_DESCRIP, Volume
 from model.labels import CTRATE_LABELS
 
 REPORT_COLUMNS = ("VolumeName", "ClinicalInformation_EN", "Technique_EN", "Findings_EN", "Impressions_EN")
@@ -108,6 +108,7 @@ def nifti_bytes(volume: Volume) -> bytes:
     img = nib.Nifti1Image(np.ascontiguousarray(data), affine)
     img.header.set_xyzt_units("mm")
     img.header.set_slope_inter(1.0, 0.0)
+    img.header["descrip"] = PHANTOM_NIFTI_DESCRIP.encode()  # read back as Volume.source_hint
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
     # mtime=0: the same case gives byte-identical files.

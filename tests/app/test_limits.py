@@ -36,9 +36,9 @@ class GatedPipeline:
         if self.fail_with is not None:
             raise self.fail_with
 
-    def report(self, cts, params=None, on_text=None):
+    def report(self, cts, params=None, on_text=None, **options):
         self._wait(len(cts))
-        return self.inner.report(cts, params, on_text=on_text)
+        return self.inner.report(cts, params, on_text=on_text, **options)
 
     def answer(self, cts, questions, params=None, on_text=None):
         self._wait(len(cts))

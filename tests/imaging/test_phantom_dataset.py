@@ -145,3 +145,20 @@ def test_mismatched_rerun_and_bad_arguments_are_refused(dataset, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ImagingError):
         write_dataset(tmp_path / "file", 1)
+
+
+def test_phantom_files_read_back_as_phantoms_and_other_files_do_not(dataset, tmp_path):
+    import nibabel as nib
+
+    from imaging.read import read_volume
+    from imaging.volume import PHANTOM_SOURCE_HINT
+
+    out, _ = dataset
+    assert read_volume(volume_path(out, "valid", 1)).source_hint == PHANTOM_SOURCE_HINT  # NIfTI descrip
+    assert read_volume(dicom_dir(out, "valid", 1)).source_hint == PHANTOM_SOURCE_HINT  # DICOM manufacturer/model
+    assert render_case(sample_case(5, config=SMALL)).source_hint == PHANTOM_SOURCE_HINT  # in memory (demo)
+    other = tmp_path / "other.nii.gz"
+    image = nib.Nifti1Image(np.full((16, 16, 12), -1000, np.int16), np.diag([1.0, 1.0, 2.5, 1.0]))
+    image.header["descrip"] = b"some scanner"
+    nib.save(image, other)
+    assert read_volume(other).source_hint == ""

@@ -286,3 +286,31 @@ def test_ctscribe_on_a_real_thorax():
     mediastinum = ct.slices[ct.plane_ids == 0, 1]
     assert ((mediastinum < 0.05).flatten(1).float().mean(1) > 0.05).all()
     assert ((mediastinum > 0.3).flatten(1).float().mean(1) > 0.05).all()
+
+
+def test_slab_projection_sees_a_dot_between_thin_slices():
+    """A 3 mm calcification between two of 4 axial slices: the thin slices miss it, the max
+    projection over each slice's bin shows it, the min projection never does, "none" is the
+    thin slice exactly."""
+    hu = phantom()
+    thin_cfg = PreprocessConfig(image_size=64, n_axial=4, n_coronal=0, n_sagittal=0, body_margin_mm=0.0, **RAW)
+    positions = preprocess(hu, SPACING, thin_cfg).slice_index.numpy() * thin_cfg.spacing_mm_zyx[0]  # mm
+    gap_mm = (positions[1] + positions[2]) / 2  # half-way between the 2nd and 3rd thin slice
+    cz = int(round(gap_mm / SPACING[0]))
+    hu[cz, 30:33, 30:33] = 1000.0
+    thin = preprocess(hu, SPACING, thin_cfg).slices[:, 2]
+    slab_cfg = PreprocessConfig(
+        image_size=64, n_axial=4, n_coronal=0, n_sagittal=0, body_margin_mm=0.0,
+        slab_projection=("none", "min", "max"), **RAW,
+    )
+    slab = preprocess(hu, SPACING, slab_cfg).slices
+    assert float(thin.amax()) < 0.6  # 40 HU body only
+    assert float(slab[:, 2].amax()) > 0.6  # the max projection shows the dot
+    assert float(slab[:, 1].amax()) < 0.6
+    assert torch.equal(slab[:, 0], preprocess(hu, SPACING, thin_cfg).slices[:, 0])
+
+
+def test_bad_slab_projection_is_a_clear_error():
+    with pytest.raises(CtscribeError) as err:
+        preprocess(phantom(), SPACING, PreprocessConfig(slab_projection=("max", "median", "none")))
+    assert err.value.code == ErrorCode.INVALID_REQUEST
