@@ -84,6 +84,13 @@ class ReportBody(BaseModel):
     labels: dict[str, float] = Field(description="The 18 CT-RATE label probabilities")
     key_slices: list[KeySlice] = Field(default_factory=list)
     n_tokens: int
+    attributes: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Attribute heads' class probabilities per attribute (nodule_lobe, effusion_side, ...)",
+    )
+    guidance: str = Field(
+        default="", description="The findings the decoder was told before writing (diagnosis-driven decoding)"
+    )
     warnings: list[ResultWarning] = Field(default_factory=list)
 
 

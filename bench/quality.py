@@ -111,6 +111,29 @@ def report_head_agreement(records: list[dict], labels: tuple[str, ...]) -> dict:
     return {"agreement": round(agree / max(1, total), 4), "pairs": total}
 
 
+def repaired_scores(records: list[dict], labels: tuple[str, ...]) -> dict:
+    """What `consistency=repair` (drop the sentences that contradict a confident head) does to
+    the same generated reports: report macro-F1 and head agreement before and after."""
+    from eval.clinical import label_prf, labels_matrix
+    from eval.labeler import label_report
+    from model.consistency import guard
+    from model.results import ReportOutput
+
+    reports = [r for r in records if r["kind"] == "report" and r.get("labels_pred") and r.get("labels")]
+    if not reports:
+        return {}
+    repaired, dropped = [], 0
+    for r in reports:
+        out = guard(ReportOutput(text=r["prediction"], labels=r["labels_pred"], key_slices=[], n_tokens=0),
+                    labels, "repair")
+        dropped += sum(len(w["sentences"]) for w in out.warnings if w.get("repaired"))
+        repaired.append({**r, "prediction": out.text})
+    truth = labels_matrix([r["labels"] for r in reports])
+    f1 = restricted(label_prf(truth, labels_matrix([label_report(r["prediction"]) for r in repaired])), labels)
+    return {"report_labeler_macro_f1": round(f1["macro"]["f1"], 4), "sentences_dropped": dropped,
+            "report_head_agreement": report_head_agreement(repaired, labels)["agreement"]}
+
+
 def restricted(prf: dict, labels: tuple[str, ...]) -> dict:
     """Macro P/R/F1 over a subset of the per-label entries of `eval.clinical.label_prf`."""
     per = {k: v for k, v in prf["per_label"].items() if k in labels}
@@ -125,7 +148,7 @@ def evaluate(checkpoint: str, manifest: Path, out_dir: Path, args) -> dict:
 
     start = time.perf_counter()
     config = GenerateConfig(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                            kinds=("report", "mcq"), progress=True)
+                            kinds=("report", "mcq"), progress=True, dtype=args.dtype)
     predictions = generate(checkpoint, manifest, out_dir, config)
     generate_s = time.perf_counter() - start
     metrics, _ = score_records(read_predictions(predictions),
@@ -139,6 +162,7 @@ def evaluate(checkpoint: str, manifest: Path, out_dir: Path, args) -> dict:
         "mcq_accuracy": metrics["mcq"]["accuracy"],
         "mcq_by_topic": mcq_by_topic(records, question_topics(manifest)),
         "report_head_agreement": report_head_agreement(records, labels),
+        "repair": repaired_scores(records, labels),
         "n_mcq": metrics["n"]["mcq"],
         "bleu_4_mean": report["text"]["bleu_4_mean"],
         "rouge_l_mean": report["text"]["rouge_l_mean"],
@@ -155,6 +179,7 @@ def main() -> int:
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--mcq-per-case", type=int, default=None,
                         help="score K seeded-random multiple-choice questions per phantom (CPU budget)")
+    parser.add_argument("--dtype", default="", help="decoder dtype for inference (bfloat16: fast on AMX CPUs)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the random-vision baseline")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep phantoms and predictions here (resumable)")
     parser.add_argument("--out", default=None, help="JSON path (default bench/results/quality.json)")
@@ -174,9 +199,12 @@ def main() -> int:
         print(f"{name:16s} {r['label_head']['macro']['f1']:14.3f} {r['report_labeler']['macro']['f1']:16.3f} "
               f"{r['mcq_accuracy']:8.3f} {r['report_head_agreement']['agreement']:6.3f} {r['bleu_4_mean']:7.3f}")
     for name, r in runs.items():
+        if r.get("repair"):
+            print(f"{name}: consistency=repair -> report macro-F1 {r['repair']['report_labeler_macro_f1']:.3f}, "
+                  f"agreement {r['repair']['report_head_agreement']:.3f} ({r['repair']['sentences_dropped']} sentences dropped)")
         print(f"{name}: MCQ by topic " + ", ".join(f"{t} {v['accuracy']:.2f} (n={v['n']})" for t, v in r["mcq_by_topic"].items()))
     write_json("quality", {"checkpoint": args.checkpoint, "n": args.n, "seed": args.seed,
-                           "mcq_per_case": args.mcq_per_case,
+                           "mcq_per_case": args.mcq_per_case, "dtype": args.dtype or "checkpoint",
                             "max_new_tokens": args.max_new_tokens, "runs": runs}, args.out)
     return 0
 

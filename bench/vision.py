@@ -43,6 +43,16 @@ def load_vision(run: Path, model_config: str):
     from model.encoder import build_encoder
 
     final = run / "final"
+    if not final.is_dir() and (run / "model.safetensors").is_file():  # a training checkpoint (step_N)
+        from safetensors.torch import load_file, save_file
+
+        final = run / "parts"
+        final.mkdir(exist_ok=True)
+        state = load_file(str(run / "model.safetensors"))
+        for prefix in ("encoder", "aggregator", "label_head", "attribute_head"):
+            part = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
+            if part:
+                save_file(part, str(final / f"{prefix}.safetensors"))
     parts = torch.nn.Module()
     parts.encoder = build_encoder(cfg.encoder)
     parts.aggregator = build_aggregator(cfg.aggregator)

@@ -54,6 +54,9 @@ class GenerateConfig:
     """Preprocessing cache (default: `.ctscribe-cache` beside the manifest)."""
     progress: bool = True
     """Show a tqdm bar."""
+    dtype: str = ""
+    """Decoder weights dtype for inference ("" = the checkpoint's; "bfloat16" is ~5x faster on
+    CPUs with AMX / AVX512-BF16, at bf16's precision)."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_new_tokens < 1:
@@ -115,13 +118,15 @@ def _batches(items: list[WorkItem], batch_size: int) -> Iterator[list[WorkItem]]
         yield batch
 
 
-def load_pipeline(checkpoint: str, device: str = "cpu"):
+def load_pipeline(checkpoint: str, device: str = "cpu", dtype: str = ""):
     """A checkpoint dir or hub id, or `preset:NAME` for a seeded random-weight preset."""
     import model
+    from model.decoder import torch_dtype
 
+    torch_type = torch_dtype(dtype) if dtype else None
     if checkpoint.startswith("preset:"):
-        return model.build(checkpoint[len("preset:") :], device=device)
-    return model.load(checkpoint, device=device)
+        return model.build(checkpoint[len("preset:") :], device=device, dtype=torch_type)
+    return model.load(checkpoint, device=device, dtype=torch_type)
 
 
 def predict_batch(pipe, samples, cts, batch: list[WorkItem], max_new_tokens: int) -> list[dict]:
@@ -177,7 +182,7 @@ def generate(checkpoint: str, manifest: str | Path, out_dir: str | Path, config:
         raise CtscribeError(ErrorCode.INVALID_REQUEST, f"{manifest}: nothing to predict for kinds {config.kinds}")
 
     device = str(state.device) if config.device == "cuda" else config.device
-    pipe = load_pipeline(checkpoint, device)
+    pipe = load_pipeline(checkpoint, device, config.dtype)
     cache = make_cache(config.cache_dir or Path(manifest).parent / ".ctscribe-cache", pipe.config.preprocess)
 
     sharded = state.num_processes > 1

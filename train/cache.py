@@ -186,8 +186,13 @@ class FeatureCache:
 
 
 def module_hash(module: torch.nn.Module) -> str:
-    """sha256[:16] over a module's state dict (names, shapes, bytes): the feature cache's key."""
+    """sha256[:16] over a module's state dict (names, shapes, bytes) and its config, if it has
+    one (the same weights pooled as `cls` or `cls+mean` give different features): the feature
+    cache's key."""
     digest = hashlib.sha256()
+    cfg = getattr(module, "cfg", None)
+    if cfg is not None:
+        digest.update(repr(cfg).encode())
     for name, tensor in sorted(module.state_dict().items()):
         digest.update(name.encode())
         digest.update(str(tuple(tensor.shape)).encode())

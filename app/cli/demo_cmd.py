@@ -90,6 +90,8 @@ def _print_human(r: dict) -> None:
     line = "-" * 78
     print(f"ctscribe demo  (phantom seed {r['phantom_seed']}, model {r['model']['model_hash']})\n{line}")
     print("GENERATED REPORT\n" + r["report"]["text"].strip())
+    if r["report"].get("guidance"):
+        print("\nwhat the vision side saw (told to the decoder):\n  " + r["report"]["guidance"].replace("\n", "\n  "))
     top = sorted(r["report"]["labels"].items(), key=lambda kv: -kv[1])[:5]
     print("\nlabel head (top 5): " + ", ".join(f"{n} {p:.2f}" for n, p in top))
     _print_warnings(r["report"]["warnings"])

@@ -149,6 +149,8 @@ def run_report(args: argparse.Namespace) -> int:
         "labels": out.labels,
         "key_slices": out.key_slices,
         "n_tokens": out.n_tokens,
+        "attributes": out.attributes,
+        "guidance": out.guidance,
         **_envelope(pipe, volume, timings, params),
         "warnings": warnings,
     }
@@ -156,6 +158,8 @@ def run_report(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
         return 0
     print(out.text)
+    if out.guidance:
+        print("\nthe vision side saw (what the decoder was told):\n  " + out.guidance.replace("\n", "\n  "))
     likely = sorted(((p, n) for n, p in out.labels.items() if p >= 0.5), reverse=True)
     if likely:
         print("\nlabels (p >= 0.5): " + ", ".join(f"{n} {p:.2f}" for p, n in likely))

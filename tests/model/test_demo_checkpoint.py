@@ -43,3 +43,33 @@ def test_demo_checkpoint_reports_and_answers():
     mcq = next(q for q in case.questions if q["kind"] == "mcq")
     choice = pipe.choose([ct], [mcq["question"]], [mcq["choices"]])[0]
     assert choice.answer in mcq["choices"] and sum(choice.probabilities) == pytest.approx(1.0)
+
+
+def test_the_bundled_checkpoint_says_what_it_is_and_uses_guidance():
+    config = json.loads((DEMO_CHECKPOINT / "config.json").read_text())
+    assert config["checkpoint"]["trained_on"] == "synthetic-phantom"
+    assert config["prompt"]["guidance"] == "findings"
+    assert config["labels"]["attributes"]  # lobe / side / size / device / station heads
+
+
+@needs_smollm2
+@pytest.mark.slow
+def test_reports_follow_forced_findings():
+    """Flip a finding in the guidance and the report's labeler output flips with it: the
+    decoder writes what it is told the CT shows (diagnosis-driven decoding)."""
+    from app.cli.report_cmd import load_pipeline
+    from eval.labeler import label_report
+    from imaging.phantom import generate_case
+    from model.generation import GenerationParams
+
+    pipe = load_pipeline(None)
+    case = generate_case(515151)
+    ct = pipe.prepare(case.volume.hu, case.volume.spacing_mm_zyx, case.volume.orientation_in)
+    base = {"Lung nodule": {"nodule_lobe": ["right upper"], "nodule_size": ["6 to 10 mm"]}}
+    with_effusion = {**base, "Pleural effusion": {"effusion_side": ["left"]}, "Cardiomegaly": {}}
+    params = GenerationParams(max_new_tokens=256)
+    plain, flipped = pipe.report([ct, ct], params, findings=[base, with_effusion], consistency="off")
+    said_plain, said_flipped = label_report(plain.text), label_report(flipped.text)
+    assert said_plain["Lung nodule"] == said_flipped["Lung nodule"] == 1
+    assert said_plain["Pleural effusion"] == 0 and said_flipped["Pleural effusion"] == 1
+    assert said_plain["Cardiomegaly"] == 0 and said_flipped["Cardiomegaly"] == 1

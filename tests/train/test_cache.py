@@ -75,3 +75,22 @@ def test_feature_cache(tmp_path):
     b = cache.get("abc", compute)
     assert len(calls) == 1 and torch.equal(a, b)
     assert FeatureCache(tmp_path, "enc1").get("abc", compute) is not None and len(calls) == 2
+
+
+def test_feature_cache_key_tells_pooling_apart():
+    """The same ViT weights pooled as cls or cls+mean give different features: different keys."""
+    from dataclasses import replace
+
+    import torch
+
+    from model.config import ModelConfig
+    from model.encoder import build_encoder
+    from train.cache import module_hash
+
+    cfg = ModelConfig.from_preset("tiny").encoder
+    torch.manual_seed(0)
+    cls = build_encoder(cfg)
+    both = build_encoder(replace(cfg, pool="cls+mean"))
+    both.load_state_dict(cls.state_dict())
+    assert module_hash(cls) != module_hash(both)
+    assert module_hash(cls) == module_hash(cls)
