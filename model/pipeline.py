@@ -22,7 +22,7 @@ from model.config import ModelConfig
 from model.consistency import check_mode, guard
 from model.ctscribe_model import CTScribeModel, VisualFeatures, assemble
 from model.errors import invalid
-from model.generation import GenerationParams, TextStream, fast_generate, generate, score_options
+from model.generation import GenerationParams, TextStream, fast_generate, generate, score_options_shared
 from model.preprocess import PLANES, PreparedCT, preprocess
 from model.prompts import (
     LETTERS,
@@ -246,20 +246,20 @@ class Pipeline:
         visual, batch = self._encode(cts)
         guidance = self._guidance(visual, findings)[0]
         n_ph = self.model.n_placeholders(int(batch["slices"].shape[1]))
-        prompts, answers = [], []
-        for i, (q, opts) in enumerate(zip(questions, options)):
-            prompt = mcq_prompt(cfg, n_ph, q, opts, guidance[i])
-            for j, opt in enumerate(opts):
-                prompts.append(prompt)
-                answers.append(mcq_answer(cfg, j, opt))
-        text = self._prompt_batch(prompts, answers, close=False)
-        self._check_length(int(text["input_ids"].shape[1]), 1)
-        counts = [len(o) for o in options]
-        embeds, _ = self.model.build_inputs_embeds(
-            visual.repeat(counts), text["input_ids"], text["attention_mask"], text["prompt_mask"]
-        )
+        prompts = [mcq_prompt(cfg, n_ph, q, opts, guidance[i]) for i, (q, opts) in enumerate(zip(questions, options))]
+        answer_ids = [
+            [self.tokenizer(mcq_answer(cfg, j, opt), add_special_tokens=False)["input_ids"] for j, opt in enumerate(opts)]
+            for opts in options
+        ]
+        text = self._prompt_batch(prompts)
+        longest = max(len(ids) for opts in answer_ids for ids in opts)
+        self._check_length(int(text["input_ids"].shape[1]) + longest, 0)
+        embeds, _ = self.model.build_inputs_embeds(visual, text["input_ids"], text["attention_mask"], text["prompt_mask"])
         t1 = time.perf_counter()
-        scores = score_options(self.model.decoder, embeds, text["attention_mask"], text["labels"]).cpu()
+        per_question = score_options_shared(
+            self.model.decoder, embeds, text["attention_mask"], answer_ids, int(self.tokenizer.pad_token_id)
+        )
+        scores = torch.cat(per_question).cpu()
         t2 = time.perf_counter()
         timings = {"encode": round(t1 - t0, 4), "score": round(t2 - t1, 4)}
         out, start = [], 0

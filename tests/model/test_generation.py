@@ -122,3 +122,39 @@ def test_fast_decode_path_gives_the_same_text_and_stream(tiny_cts, merged):
         assert [g.n_tokens for g in got] == [w.n_tokens for w in want]
         assert streams["fast"] == streams["plain"]
     assert any(w.n_tokens > 2 for w in want)  # the comparison covered real decoding, not an instant stop
+
+
+def test_shared_prompt_option_scoring_equals_scoring_each_row(tiny_pipe, tiny_cts):
+    """score_options_shared (prompt once, KV cache repeated per option) gives the numbers of
+    score_options on full prompt+option rows, with options of different lengths and counts."""
+    import torch
+
+    from model.batching import pad_prompts, to_device
+    from model.generation import score_options, score_options_shared
+    from model.prompts import encode, mcq_answer, mcq_prompt
+
+    pipe = tiny_pipe
+    cfg = pipe.config.prompt
+    questions = [("Is there a pleural effusion?", ["yes", "no", "cannot be assessed on this scan"]),
+                 ("Which lobe?", ["Right upper lobe", "Left lower lobe"])]
+    with torch.inference_mode():
+        visual, batch = pipe._encode(tiny_cts)
+        n_ph = pipe.model.n_placeholders(int(batch["slices"].shape[1]))
+        prompts = [mcq_prompt(cfg, n_ph, q, opts) for q, opts in questions]
+        # reference: one row per (question, option)
+        rows = [encode(pipe.tokenizer, cfg, prompts[i], mcq_answer(cfg, j, o), close=False)
+                for i, (_, opts) in enumerate(questions) for j, o in enumerate(opts)]
+        text = to_device(pad_prompts(rows, int(pipe.tokenizer.pad_token_id), side="left"), pipe.device)
+        embeds, _ = pipe.model.build_inputs_embeds(visual.repeat([3, 2]), text["input_ids"], text["attention_mask"],
+                                                   text["prompt_mask"])
+        reference = score_options(pipe.model.decoder, embeds, text["attention_mask"], text["labels"])
+        # shared: prompts once
+        ptext = pipe._prompt_batch(prompts)
+        pembeds, _ = pipe.model.build_inputs_embeds(visual, ptext["input_ids"], ptext["attention_mask"],
+                                                    ptext["prompt_mask"])
+        answer_ids = [[pipe.tokenizer(mcq_answer(cfg, j, o), add_special_tokens=False)["input_ids"]
+                       for j, o in enumerate(opts)] for _, opts in questions]
+        shared = score_options_shared(pipe.model.decoder, pembeds, ptext["attention_mask"], answer_ids,
+                                      int(pipe.tokenizer.pad_token_id))
+    assert [len(s) for s in shared] == [3, 2]
+    torch.testing.assert_close(torch.cat(shared), reference, atol=1e-5, rtol=1e-5)
