@@ -56,20 +56,24 @@ def test_the_bundled_checkpoint_says_what_it_is_and_uses_guidance():
 @pytest.mark.slow
 def test_reports_follow_forced_findings():
     """Flip a finding in the guidance and the report's labeler output flips with it: the
-    decoder writes what it is told the CT shows (diagnosis-driven decoding)."""
+    decoder writes what it is told the CT shows (diagnosis-driven decoding). Same CT, same
+    weights; only the findings handed to the decoder differ."""
     from app.cli.report_cmd import load_pipeline
     from eval.labeler import label_report
+    from eval.labeler.attributes import extract_attributes
     from imaging.phantom import generate_case
     from model.generation import GenerationParams
 
     pipe = load_pipeline(None)
     case = generate_case(515151)
     ct = pipe.prepare(case.volume.hu, case.volume.spacing_mm_zyx, case.volume.orientation_in)
-    base = {"Lung nodule": {"nodule_lobe": ["right upper"], "nodule_size": ["6 to 10 mm"]}}
-    with_effusion = {**base, "Pleural effusion": {"effusion_side": ["left"]}, "Cardiomegaly": {}}
-    params = GenerationParams(max_new_tokens=256)
-    plain, flipped = pipe.report([ct, ct], params, findings=[base, with_effusion], consistency="off")
-    said_plain, said_flipped = label_report(plain.text), label_report(flipped.text)
-    assert said_plain["Lung nodule"] == said_flipped["Lung nodule"] == 1
-    assert said_plain["Pleural effusion"] == 0 and said_flipped["Pleural effusion"] == 1
-    assert said_plain["Cardiomegaly"] == 0 and said_flipped["Cardiomegaly"] == 1
+    plain = {"Lung nodule": {"nodule_lobe": ["right upper"], "nodule_size": ["6 to 10 mm"]}}
+    flipped = {"Lung nodule": {"nodule_lobe": ["left lower"], "nodule_size": ["6 to 10 mm"]},
+               "Pleural effusion": {"effusion_side": ["left"]}}
+    a, b = pipe.report([ct, ct], GenerationParams(max_new_tokens=256), findings=[plain, flipped], consistency="off")
+    said_a, said_b = label_report(a.text), label_report(b.text)
+    assert said_a["Pleural effusion"] == 0 and said_b["Pleural effusion"] == 1
+    assert extract_attributes(b.text).get("effusion_side") == ["left"]
+    assert said_a["Lung nodule"] == said_b["Lung nodule"] == 1
+    assert extract_attributes(a.text).get("nodule_lobe") == ["right upper"]
+    assert extract_attributes(b.text).get("nodule_lobe") == ["left lower"]
