@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     result = {
         "phantom_seed": seed,
         "model": {"source": getattr(pipe, "source", ""), "model_hash": pipe.model_hash,
-                  "weights_hash": pipe.weights_hash, "trained_on": pipe.trained_on},
+                  "weights_hash": pipe.weights_hash, "trained_on": pipe.trained_on,
+                  "trained_labels": list(pipe.guided_labels)},
         "ground_truth": {
             "findings": case.report.get("Findings_EN", ""),
             "impression": case.report.get("Impressions_EN", ""),
@@ -92,8 +93,9 @@ def _print_human(r: dict) -> None:
     print("GENERATED REPORT\n" + r["report"]["text"].strip())
     if r["report"].get("guidance"):
         print("\nwhat the vision side saw (told to the decoder):\n  " + r["report"]["guidance"].replace("\n", "\n  "))
-    top = sorted(r["report"]["labels"].items(), key=lambda kv: -kv[1])[:5]
-    print("\nlabel head (top 5): " + ", ".join(f"{n} {p:.2f}" for n, p in top))
+    trained = set(r["model"]["trained_labels"] or r["report"]["labels"])  # untrained outputs are noise
+    top = sorted(((n, p) for n, p in r["report"]["labels"].items() if n in trained), key=lambda kv: -kv[1])[:5]
+    print("\nlabel head (top 5 of the labels it was trained on): " + ", ".join(f"{n} {p:.2f}" for n, p in top))
     _print_warnings(r["report"]["warnings"])
     print(f"{line}\nGROUND TRUTH\nFindings: {r['ground_truth']['findings']}")
     print(f"Impression: {r['ground_truth']['impression']}")
