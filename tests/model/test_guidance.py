@@ -72,7 +72,7 @@ def test_attribute_loss_ignores_masked_attributes_and_falls_when_trained():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(loss) < first / 4
+    assert loss.item() < first / 4
     probs = decode_attributes(head(slices, z3d, slice_mask)[1].detach(), NAMES)
     assert max(probs["nodule_lobe"], key=probs["nodule_lobe"].get) == "left upper"
 
