@@ -69,12 +69,11 @@ def load_vision(run: Path, model_config: str):
 
 def evaluate(run: Path, manifest: str, split: str, model_config: str) -> dict:
     import torch
-    from safetensors.torch import load_file
 
     from eval.labeler.attributes import extract_attributes
     from model.attributes import ATTRIBUTES, class_offsets
     from model.config import PHANTOM_LABELS
-    from train.data import load_samples, make_cache, pad_prepared, warm_cache
+    from train.data import load_samples, make_cache, prepared_batch, warm_cache
 
     cfg, parts = load_vision(run, model_config)
     samples = load_samples(manifest, split)
@@ -84,8 +83,7 @@ def evaluate(run: Path, manifest: str, split: str, model_config: str) -> dict:
     with torch.inference_mode():
         parts.eval()
         for start in range(0, len(samples), 16):
-            loaded = [load_file(str(cache.path_for(k))) for k in keys[start : start + 16]]
-            batch = pad_prepared([{n: t.float() if t.is_floating_point() else t for n, t in x.items()} for x in loaded])
+            batch = prepared_batch(cache, keys[start : start + 16])
             feats = parts.encoder(batch["slices"].float())
             z3d, refined = parts.aggregator(feats, batch["plane_ids"], batch["positions"], batch["slice_mask"])
             probs.append(torch.sigmoid(parts.label_head(z3d)))

@@ -141,6 +141,14 @@ class SliceDataset(Dataset):
         return self.transform(image, generator)
 
 
+def prepared_batch(cache: PreprocessCache, keys: list[str]) -> dict[str, torch.Tensor]:
+    """The cached prepared volumes of `keys`, widened to float32 and padded into one batch."""
+    from safetensors.torch import load_file
+
+    loaded = [load_file(str(cache.path_for(k))) for k in keys]
+    return pad_prepared([{n: t.float() if t.is_floating_point() else t for n, t in x.items()} for x in loaded])
+
+
 def pad_prepared(items: list[dict]) -> dict[str, torch.Tensor]:
     """Stack volumes with different slice counts: pad to the longest, `slice_mask` marks real slices."""
     n_max = max(int(it["slices"].shape[0]) for it in items)

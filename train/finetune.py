@@ -259,18 +259,15 @@ def load_adapter(decoder, checkpoint_dir: str) -> None:
 def head_findings(model, cache, keys, features, names, batch_size: int = 16) -> list:
     """The heads' findings (model.guidance.Findings) for every training volume, from the vision
     side as it is before fine-tuning (cached encoder features when there are any)."""
-    from safetensors.torch import load_file
-
     from model.guidance import findings_from_heads, head_outputs
-    from train.data import pad_prepared, pad_slice_features
+    from train.data import pad_slice_features, prepared_batch
 
     was_training = model.training
     model.eval()
     out = []
     for start in range(0, len(keys), batch_size):
         part = keys[start : start + batch_size]
-        loaded = [load_file(str(cache.path_for(k))) for k in part]
-        batch = pad_prepared([{n: t.float() if t.is_floating_point() else t for n, t in x.items()} for x in loaded])
+        batch = prepared_batch(cache, part)
         feats = None
         if features is not None:
             feats = pad_slice_features(features[start : start + len(part)], batch["slices"].shape[1])
