@@ -1,7 +1,8 @@
 """DICOM header pass: every candidate file's geometry and identity, no pixel data read.
 
 Files that are not DICOM are skipped and counted, never fatal on their own: a folder of a
-series often carries a DICOMDIR, a README or a thumbnail. Identifying values (names, IDs,
+series often carries a README or a thumbnail. A DICOMDIR (the media index of a CD export,
+named DIRFILE on older media) is recognised by its SOP class and skipped silently. Identifying values (names, IDs,
 dates, UIDs) are read only where grouping needs them (the SeriesInstanceUID) and never
 leave this package in clear.
 """
@@ -62,6 +63,9 @@ _NON_IMAGE_SOP_PREFIXES = (
     "1.2.840.10008.1.3.10",
 )
 _NON_IMAGE_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.66", "1.2.840.10008.5.1.4.1.1.104.1"}
+MEDIA_DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"
+"""Media Storage Directory Storage: a DICOMDIR (DIRFILE on older media), an index of the
+files on a medium that holds no image itself."""
 DICOM_MAGIC_OFFSET = 128
 
 
@@ -120,6 +124,8 @@ class HeaderScan:
     """Files that do not look like DICOM at all (skipped)."""
     n_unreadable: int
     """Files that look like DICOM (magic bytes) but whose header could not be parsed."""
+    n_directories: int = 0
+    """DICOMDIR media indexes (well-formed DICOM, never an image): skipped without a warning."""
 
 
 def _floats(value, n: int) -> tuple[float, ...] | None:
@@ -194,6 +200,16 @@ def _read_one(path: Path):
         return ds, fh.tell()
 
 
+def _is_media_directory(path: Path) -> bool:
+    """A DICOMDIR / DIRFILE: its file meta names the Media Storage Directory SOP class."""
+    try:
+        ds = dcmread(path, stop_before_pixels=True, specific_tags=["FileSetID"])
+    except Exception:  # noqa: BLE001 - not parseable as Part 10 at all: not a DICOMDIR either
+        return False
+    sop_class = getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "")
+    return str(sop_class or "") == MEDIA_DIRECTORY_SOP_CLASS
+
+
 def read_meta(path: Path) -> dict:
     """The non-identifying acquisition tags of one file (META_TAGS), as text; {} if unreadable."""
     try:
@@ -208,15 +224,27 @@ def read_meta(path: Path) -> dict:
     return meta
 
 
+_SYNTAX_OF_ENCODING = {  # (implicit VR, little endian) -> transfer syntax UID
+    (True, True): "1.2.840.10008.1.2",
+    (False, True): "1.2.840.10008.1.2.1",
+    (False, False): "1.2.840.10008.1.2.2",
+}
+
+
 def header_from_dataset(path: Path, ds, pixel_offset: int | None = None) -> SliceHeader:
     file_meta = getattr(ds, "file_meta", None)
     transfer_syntax = str(getattr(file_meta, "TransferSyntaxUID", "") or "")
+    if not transfer_syntax:
+        # No file meta (ACR-NEMA style files from old scanners): the encoding pydicom found
+        # while parsing is the data set's own, and so the pixels' (never compressed there).
+        encoding = tuple(getattr(ds, "original_encoding", (None, None)))
+        transfer_syntax = _SYNTAX_OF_ENCODING.get(encoding, "")  # type: ignore[call-overload]
     return _build_header(
         path,
         ds.get,
         transfer_syntax,
         str(getattr(file_meta, "MediaStorageSOPClassUID", "") or ""),
-        # Without a declared syntax the encoding is pydicom's guess: no raw reads at an offset.
+        # Without a known syntax the encoding is a guess: no raw reads at an offset.
         pixel_offset if transfer_syntax else None,
     )
 
@@ -278,7 +306,7 @@ def read_headers(files: Sequence[Path], *, use_fast_parser: bool = True) -> Head
     `specific_tags`) everything else.
     """
     headers: list[SliceHeader] = []
-    n_not_dicom = n_unreadable = 0
+    n_not_dicom = n_unreadable = n_directories = 0
     for path in files:
         path = Path(path)
         fast = _fast_header(path) if use_fast_parser else None
@@ -290,7 +318,9 @@ def read_headers(files: Sequence[Path], *, use_fast_parser: bool = True) -> Head
         except Exception:  # noqa: BLE001 - any parser failure on user bytes means "unreadable"
             found = None
         if found is None:
-            if _has_magic(path):
+            if _has_magic(path) and _is_media_directory(path):
+                n_directories += 1
+            elif _has_magic(path):
                 n_unreadable += 1
             else:
                 n_not_dicom += 1
@@ -300,4 +330,6 @@ def read_headers(files: Sequence[Path], *, use_fast_parser: bool = True) -> Head
             headers.extend(expand_frames(header) if header.n_frames > 1 else [header])
         except Exception:  # noqa: BLE001 - malformed values in an otherwise parsed header
             n_unreadable += 1
-    return HeaderScan(headers=headers, n_not_dicom=n_not_dicom, n_unreadable=n_unreadable)
+    return HeaderScan(
+        headers=headers, n_not_dicom=n_not_dicom, n_unreadable=n_unreadable, n_directories=n_directories
+    )

@@ -101,12 +101,17 @@ def _read_raw16(header: SliceHeader, n_values: int, label: str) -> np.ndarray | 
 def _decode_with_pydicom(header: SliceHeader) -> np.ndarray:
     # `pixel_array(path)` reads only the elements it needs, but cannot inflate deflated data
     # sets; those (and any file it trips on) get one full `dcmread` before being called corrupt.
+    # A file without preamble and file meta (old ACR-NEMA style) is read as the header pass
+    # read it: forced, in the transfer syntax that pass found.
     if header.transfer_syntax not in _DEFLATED:
         try:
             return pixel_array(header.path)
         except Exception:  # noqa: BLE001 - retried below; a second failure is reported
             pass
-    return dcmread(header.path).pixel_array
+    ds = dcmread(header.path, force=True)
+    if "TransferSyntaxUID" not in ds.file_meta:
+        ds.file_meta.TransferSyntaxUID = UID(header.transfer_syntax)
+    return ds.pixel_array
 
 
 def _corrupt(label: str, exc: Exception) -> ImagingError:

@@ -47,6 +47,12 @@ def _read(files: list[Path], options: ReadOptions) -> Volume:
                 ErrorCode.CORRUPT_FILE,
                 f"{scan.n_unreadable} of {len(files)} file(s) look like DICOM but cannot be parsed",
             )
+        if scan.n_directories:
+            raise ImagingError(
+                ErrorCode.NO_SERIES,
+                "only a DICOMDIR (the index of a DICOM medium), no images: "
+                "send the folder or the image files it lists",
+            )
         raise ImagingError(ErrorCode.UNSUPPORTED_FORMAT, f"none of the {len(files)} file(s) is DICOM")
     warnings: list[str] = []
     if scan.n_not_dicom:

@@ -298,3 +298,35 @@ def write_enhanced_ct(
     ds.PerFrameFunctionalGroupsSequence = per_frame
     _save(ds, path, np.stack(frames), ExplicitVRLittleEndian)  # (frames, rows, cols)
     return path
+
+
+def strip_to_bare_dataset(path: Path) -> Path:
+    """Rewrite a Part 10 file as old scanners (ACR-NEMA era) wrote them: no 128-byte preamble,
+    no 'DICM', no file meta group, the data set in implicit VR little endian."""
+    from pydicom import dcmread, dcmwrite
+
+    ds = dcmread(path)
+    bare = Dataset()
+    bare.update(ds)  # the data set's elements only: file_meta is not carried over
+    dcmwrite(path, bare, implicit_vr=True, little_endian=True, enforce_file_format=False)
+    return Path(path)
+
+
+def write_dicomdir(out_dir: Path, image_paths: Sequence[Path]) -> Path:
+    """A DICOM medium (pydicom's FileSet): the images copied under PT*/ST*/SE*/IM* and the
+    DICOMDIR index that lists them. Returns the DICOMDIR's path."""
+    from pydicom import dcmread
+    from pydicom.fileset import FileSet
+
+    fileset = FileSet()
+    for number, path in enumerate(image_paths, start=1):
+        ds = dcmread(path)
+        # The STUDY/SERIES/IMAGE records require these (PS3.3 F.5).
+        ds.StudyTime = "120000"
+        ds.StudyID = "1"
+        ds.SeriesNumber = 1
+        ds.InstanceNumber = ds.get("InstanceNumber") or number
+        fileset.add(ds)
+    out_dir = Path(out_dir)
+    fileset.write(out_dir)
+    return out_dir / "DICOMDIR"
