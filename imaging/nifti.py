@@ -22,7 +22,7 @@ import numpy as np
 from imaging.detect import is_gzip, nifti_version
 from imaging.errors import ErrorCode, ImagingError
 from imaging.options import ReadOptions
-from imaging.volume import PHANTOM_NIFTI_DESCRIP, PHANTOM_SOURCE_HINT, Volume
+from imaging.volume import PHANTOM_NIFTI_DESCRIP, PHANTOM_SOURCE_HINT, Volume, check_min_slices
 
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 # Raw (unrescaled) CT stores air near 0 and soft tissue near 1000-1100; HU puts air at -1000.
@@ -174,10 +174,7 @@ def canonical_volume(
         tolerance_deg=options.oblique_tolerance_deg,
         on_oblique=options.on_oblique,
     )
-    if hu.shape[0] < options.min_slices:
-        raise ImagingError(
-            ErrorCode.TOO_FEW_SLICES, f"{hu.shape[0]} axial slices; at least {options.min_slices} are needed"
-        )
+    check_min_slices(hu.shape, options.min_slices)
     hu = np.ascontiguousarray(hu, dtype=np.float32)
     return Volume(
         hu=hu,

@@ -13,7 +13,8 @@ class ReadOptions:
     series_uid: str | None = None
     """Pick this DICOM SeriesInstanceUID (raw UID or its uid_hash) instead of by rules."""
     min_slices: int = 8
-    """Fewer slices than this is `too_few_slices`: no chest CT report from a scout."""
+    """Fewer slices than this along any axis (axial, coronal or sagittal) is `too_few_slices`:
+    no chest CT report from a scout or a thin stack, whichever way it was acquired."""
     spacing_rel_tolerance: float = 0.05
     """Slice gaps may differ from their median by this fraction before they count as non-uniform."""
     missing_slice_factor: float = 1.5

@@ -6,12 +6,32 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from imaging.errors import ErrorCode, ImagingError
+
 PHANTOM_SOURCE_HINT = "ctscribe-phantom"
 """`Volume.meta["source_hint"]` of a ctscribe phantom, however it arrived: rendered in memory,
 as NIfTI (header `descrip` = PHANTOM_NIFTI_DESCRIP) or as DICOM (Manufacturer "ctscribe",
 ManufacturerModelName "phantom"). Readers set it only when they recognise one."""
 PHANTOM_NIFTI_DESCRIP = "ctscribe phantom"
 """The NIfTI header `descrip` the phantom writer sets (imaging/phantom/dataset.py)."""
+
+
+_PLANE_OF_AXIS = ("axial", "coronal", "sagittal")  # slices across z, y, x
+
+
+def check_min_slices(shape_zyx, min_slices: int) -> None:
+    """`too_few_slices` unless the canonical volume has `min_slices` along every axis.
+
+    A stack of 2 sagittal images is no more a chest CT than 2 axial ones, whichever way the
+    file stores it: the rule counts slices in all three planes (NIfTI, NRRD/MHA and DICOM alike).
+    """
+    for n, plane in zip(shape_zyx, _PLANE_OF_AXIS):
+        if int(n) < min_slices:
+            raise ImagingError(
+                ErrorCode.TOO_FEW_SLICES,
+                f"{int(n)} {plane} slices (shape z, y, x = {[int(m) for m in shape_zyx]}); "
+                f"at least {min_slices} are needed along every axis",
+            )
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from imaging.dicom.pixels import check_transfer_syntaxes, read_pixels, transfer_
 from imaging.dicom.series import group_series, select_series
 from imaging.errors import ErrorCode, ImagingError
 from imaging.options import ReadOptions
-from imaging.volume import PHANTOM_SOURCE_HINT, Volume
+from imaging.volume import PHANTOM_SOURCE_HINT, Volume, check_min_slices
 
 # pydicom warns on every out-of-standard value (long UIDs, odd VRs, "expected explicit VR");
 # real archives are full of them and they say nothing a user can act on. A filter scoped to
@@ -92,6 +92,7 @@ def _read(files: list[Path], options: ReadOptions) -> Volume:
     if plan.regrid:
         voxels = regrid_uniform(voxels, plan)
     hu, spacing_zyx, origin, orientation_in, orient_warnings = canonicalise(voxels, plan, options)
+    check_min_slices(hu.shape, options.min_slices)  # the stack was counted; in-plane axes too
     warnings.extend(orient_warnings)
 
     meta = read_meta(plan.slices[0].path)

@@ -280,6 +280,6 @@ def test_zip_with_a_hostile_nifti_inside(tmp_path):
 
 def test_sitk_can_read_what_we_refuse_only_when_it_is_sane(tmp_path):
     # Guard against a refusal path that would also refuse good files: a sane MHA reads.
-    image = sitk.GetImageFromArray(np.full((10, 6, 7), -1000, dtype=np.int16))
+    image = sitk.GetImageFromArray(np.full((10, 9, 11), -1000, dtype=np.int16))
     sitk.WriteImage(image, str(tmp_path / "ok.mha"))
-    assert read_volume(tmp_path / "ok.mha").shape_zyx == (10, 6, 7)
+    assert read_volume(tmp_path / "ok.mha").shape_zyx == (10, 9, 11)

@@ -148,9 +148,9 @@ def test_override_on_data_already_in_hu_warns_of_double_rescale(tmp_path):
 
 
 def test_four_d_with_one_time_point_is_read(tmp_path):
-    data = np.arange(4 * 5 * 9, dtype=np.int16).reshape(4, 5, 9, 1)
+    data = np.arange(8 * 9 * 10, dtype=np.int16).reshape(8, 9, 10, 1)
     volume = read_nifti(_save(tmp_path, data, LPS_AFFINE))
-    assert volume.shape_zyx == (9, 5, 4)
+    assert volume.shape_zyx == (10, 9, 8)
     np.testing.assert_array_equal(volume.hu, data[..., 0].transpose(2, 1, 0))
 
 
@@ -171,7 +171,7 @@ def test_too_few_slices(tmp_path):
 
 def test_big_endian_float_data(tmp_path):
     header = nib.Nifti1Header(endianness=">")
-    data = np.linspace(-1000, 1000, 6 * 7 * 8, dtype=np.float32).reshape(6, 7, 8)
+    data = np.linspace(-1000, 1000, 8 * 9 * 10, dtype=np.float32).reshape(8, 9, 10)
     image = nib.Nifti1Image(data, LPS_AFFINE, header=header)
     path = tmp_path / "be.nii"
     nib.save(image, path)
@@ -192,7 +192,7 @@ def test_oblique_affine_rejected_or_resampled(tmp_path):
 
 
 def test_gzip_decided_by_content_not_name(tmp_path):
-    data = np.arange(6 * 7 * 8, dtype=np.int16).reshape(6, 7, 8)
+    data = np.arange(8 * 9 * 10, dtype=np.int16).reshape(8, 9, 10)
     plain = _save(tmp_path, data, np.eye(4), name="v.nii")
     disguised = tmp_path / "upload.nii"  # gzip content under an uncompressed name
     disguised.write_bytes(gzip.compress(plain.read_bytes()))

@@ -115,7 +115,7 @@ def test_nifti_inside_a_zip_under_any_name(tmp_path):
 
 
 def _sitk_image(direction: np.ndarray) -> tuple[sitk.Image, tuple[int, int, int]]:
-    data = np.full((12, 9, 7), -1000, dtype=np.int16)  # [k, j, i]
+    data = np.full((12, 10, 8), -1000, dtype=np.int16)  # [k, j, i]
     marked_ijk = (2, 6, 9)
     data[marked_ijk[::-1]] = 1234
     image = sitk.GetImageFromArray(data)
@@ -154,8 +154,8 @@ def test_mhd_with_detached_raw_file(tmp_path):
     image, _ = _sitk_image(np.eye(3))
     sitk.WriteImage(image, str(tmp_path / "scan.mhd"))
     assert (tmp_path / "scan.raw").exists() or (tmp_path / "scan.zraw").exists()
-    assert read_volume(tmp_path / "scan.mhd").shape_zyx == (12, 9, 7)
-    assert read_volume(tmp_path).shape_zyx == (12, 9, 7)  # the .raw alone is skipped, not an error
+    assert read_volume(tmp_path / "scan.mhd").shape_zyx == (12, 10, 8)
+    assert read_volume(tmp_path).shape_zyx == (12, 10, 8)  # the .raw alone is skipped, not an error
 
 
 def test_inputs_that_are_not_there(tmp_path):
