@@ -22,8 +22,10 @@ class HUStats(BaseModel):
 
 
 class SeriesSummary(BaseModel):
+    """A DICOM series by hash. Its SeriesDescription is never sent: free text that may name a
+    person (unknown keys are dropped, so not even a reader that added it could leak it here)."""
+
     uid_hash: str
-    description: str
     modality: str
     n_slices: int
     image_type: str = ""

@@ -12,6 +12,10 @@ GeometryPolicy = Literal["reject", "resample"]
 class ReadOptions:
     series_uid: str | None = None
     """Pick this DICOM SeriesInstanceUID (raw UID or its uid_hash) instead of by rules."""
+    show_series_description: bool = False
+    """Put each DICOM series' SeriesDescription in summaries, warnings and error messages.
+    Off by default: it is free text that may hold a patient's or a physician's name. The HTTP
+    service never sets it; `ctscribe inspect --series-description` does, on the user's own files."""
     min_slices: int = 8
     """Fewer slices than this along any axis (axial, coronal or sagittal) is `too_few_slices`:
     no chest CT report from a scout or a thin stack, whichever way it was acquired."""

@@ -39,19 +39,23 @@ class SeriesInfo:
     """One candidate series; identifiers are hashed, never echoed raw."""
 
     uid_hash: str
-    description: str
     modality: str
     n_slices: int
     image_type: str = ""
+    description: str | None = None
+    """SeriesDescription (free text that may identify someone): only with
+    `ReadOptions.show_series_description`, else None and left out of `to_dict`."""
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "uid_hash": self.uid_hash,
-            "description": self.description,
             "modality": self.modality,
             "n_slices": self.n_slices,
             "image_type": self.image_type,
         }
+        if self.description is not None:
+            out["description"] = self.description
+        return out
 
 
 @dataclass

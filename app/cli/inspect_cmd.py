@@ -24,6 +24,11 @@ def register(subparsers) -> None:
     parser.add_argument("--series", metavar="UID", help="DICOM SeriesInstanceUID (or its uid_hash) to read")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument(
+        "--series-description",
+        action="store_true",
+        help="show each DICOM series' SeriesDescription (free text that may hold names; off by default)",
+    )
+    parser.add_argument(
         "--resample-geometry",
         action="store_true",
         help="resample non-uniform spacing, gantry tilt and oblique orientation instead of refusing them",
@@ -31,7 +36,7 @@ def register(subparsers) -> None:
     parser.add_argument("--on-non-uniform", choices=POLICIES, help="policy for non-uniform/missing slices")
     parser.add_argument("--on-gantry-tilt", choices=POLICIES, help="policy for a tilted (sheared) stack")
     parser.add_argument("--on-oblique", choices=POLICIES, help="policy for oblique orientation")
-    parser.add_argument("--min-slices", type=int, help="fewer axial slices than this is too_few_slices")
+    parser.add_argument("--min-slices", type=int, help="fewer slices than this along any axis is too_few_slices")
     parser.add_argument("--rescale-slope", type=float, help="override the NIfTI scl_slope")
     parser.add_argument("--rescale-intercept", type=float, help="override the NIfTI scl_inter (e.g. -1024)")
     parser.set_defaults(func=run)
@@ -45,6 +50,7 @@ def build_options(args: argparse.Namespace):
     default = "resample" if args.resample_geometry else "reject"
     fields = {
         "series_uid": args.series,
+        "show_series_description": args.series_description,
         "on_non_uniform": args.on_non_uniform or default,
         "on_gantry_tilt": args.on_gantry_tilt or default,
         "on_oblique": args.on_oblique or default,
@@ -95,5 +101,7 @@ def format_table(summary: dict) -> str:
 
 
 def _series_line(series: dict) -> str:
-    description = series.get("description") or "(no description)"
-    return f"{series['uid_hash']}  {series['modality']}  {series['n_slices']} slices  {description}"
+    line = f"{series['uid_hash']}  {series['modality']}  {series['n_slices']} slices"
+    if "description" in series:  # only with --series-description
+        line += f"  {series['description'] or '(no description)'}"
+    return line

@@ -64,9 +64,8 @@ def _read(files: list[Path], options: ReadOptions) -> Volume:
     chosen = select_series(candidates, options)
     others = [c for c in candidates if c is not chosen]
     if others:
-        warnings.append(
-            f"{len(others)} other series present; read {chosen.uid_hash} ({chosen.description!r})"
-        )
+        shown = f" ({chosen.description!r})" if options.show_series_description else ""
+        warnings.append(f"{len(others)} other series present; read {chosen.uid_hash}{shown}")
     # Some scanners file the scout inside the axial series: stack only the cross-sections.
     slices = [s for s in chosen.slices if s.is_image and not s.is_localizer] or list(chosen.slices)
     if len(slices) < len(chosen.slices):
@@ -108,6 +107,6 @@ def _read(files: list[Path], options: ReadOptions) -> Volume:
         direction=np.eye(3),
         warnings=warnings,
         meta=meta,
-        series=chosen.info(),
-        candidates=[c.info() for c in candidates],
+        series=chosen.info(options.show_series_description),
+        candidates=[c.info(options.show_series_description) for c in candidates],
     )

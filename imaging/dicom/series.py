@@ -35,7 +35,8 @@ class SeriesCandidate:
     """Raw UID: internal only, print `uid_hash`."""
     uid_hash: str
     modality: str
-    description: str
+    description: str = field(repr=False)
+    """SeriesDescription: free text, shown only with `ReadOptions.show_series_description`."""
     image_type: str
     slices: tuple[SliceHeader, ...] = field(repr=False)
 
@@ -57,13 +58,13 @@ class SeriesCandidate:
         values = {v for s in self.slices for v in s.image_type[:3]}
         return sum(v in values for v in _PREFERRED_IMAGE_TYPE)
 
-    def info(self) -> SeriesInfo:
+    def info(self, show_description: bool = False) -> SeriesInfo:
         return SeriesInfo(
             uid_hash=self.uid_hash,
-            description=self.description,
             modality=self.modality,
             n_slices=self.n_slices if self.is_image else 0,
             image_type=self.image_type,
+            description=self.description if show_description else None,
         )
 
 
@@ -94,14 +95,17 @@ def scan_series(files: Sequence[Path]) -> list[SeriesCandidate]:
     return group_series(read_headers(files).headers)
 
 
-def _listing(candidates: Sequence[SeriesCandidate]) -> str:
-    return "; ".join(
-        f"{c.uid_hash} ({c.modality or '?'}, {c.n_slices} images, '{c.description}', {c.image_type or '-'})"
-        for c in candidates
-    )
+def _listing(candidates: Sequence[SeriesCandidate], options: ReadOptions) -> str:
+    def entry(c: SeriesCandidate) -> str:
+        description = f"'{c.description}', " if options.show_series_description else ""
+        return f"{c.uid_hash} ({c.modality or '?'}, {c.n_slices} images, {description}{c.image_type or '-'})"
+
+    return "; ".join(entry(c) for c in candidates)
 
 
-def _find_requested(candidates: Sequence[SeriesCandidate], requested: str) -> SeriesCandidate:
+def _find_requested(
+    candidates: Sequence[SeriesCandidate], requested: str, options: ReadOptions
+) -> SeriesCandidate:
     wanted = requested.strip()
     by_uid = [c for c in candidates if c.series_uid == wanted]
     by_hash = [c for c in candidates if len(wanted) >= 6 and c.uid_hash.startswith(wanted.lower())]
@@ -111,7 +115,7 @@ def _find_requested(candidates: Sequence[SeriesCandidate], requested: str) -> Se
         raise ImagingError(
             ErrorCode.NO_SERIES,
             f"requested series (hash {uid_hash(wanted)}) matches {len(found)} of the series found: "
-            f"{_listing(candidates)}",
+            f"{_listing(candidates, options)}",
         )
     return found[0]
 
@@ -119,7 +123,7 @@ def _find_requested(candidates: Sequence[SeriesCandidate], requested: str) -> Se
 def select_series(candidates: Sequence[SeriesCandidate], options: ReadOptions) -> SeriesCandidate:
     """The series to read, by `options.series_uid` or by the rules in the module docstring."""
     if options.series_uid:
-        chosen = _find_requested(candidates, options.series_uid)
+        chosen = _find_requested(candidates, options.series_uid, options)
         if not chosen.is_image:
             raise ImagingError(ErrorCode.NO_SERIES, f"series {chosen.uid_hash} holds no images")
         if chosen.modality != "CT":
@@ -131,7 +135,7 @@ def select_series(candidates: Sequence[SeriesCandidate], options: ReadOptions) -
     images = [c for c in candidates if c.is_image]
     if not images:
         raise ImagingError(
-            ErrorCode.NO_SERIES, f"no image series among the DICOM files: {_listing(candidates)}"
+            ErrorCode.NO_SERIES, f"no image series among the DICOM files: {_listing(candidates, options)}"
         )
     ct = [c for c in images if c.modality == "CT"]
     if not ct:
@@ -150,6 +154,6 @@ def select_series(candidates: Sequence[SeriesCandidate], options: ReadOptions) -
     if len(best) > 1:
         raise ImagingError(
             ErrorCode.AMBIGUOUS_SERIES,
-            f"{len(best)} CT series are equally good; pick one with --series <hash>: {_listing(best)}",
+            f"{len(best)} CT series are equally good; pick one with --series <hash>: {_listing(best, options)}",
         )
     return best[0]
