@@ -5,7 +5,8 @@ idle footprint; the parent enforces a wall-clock limit per upload. A worker that
 time is killed and replaced (`corrupt_file`: the file could not be decoded in time); one that
 dies (segfault in a C reader, the kernel's OOM killer) is replaced likewise; a MemoryError
 inside the limit is `payload_too_large`. Workers are recycled after `max_tasks_per_worker`
-uploads so fragmentation cannot grow the server's footprint without bound.
+uploads so fragmentation cannot grow the server's footprint without bound, and an idle worker
+holds nothing of its last upload (the volume is released as soon as the reply is sent).
 
 The worker returns the canonical volume's arrays and summary; the service runs
 `pipe.prepare` in a thread (the worker never imports torch, so its memory limit stays tight).
@@ -14,6 +15,7 @@ The worker returns the canonical volume's arrays and summary; the service runs
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import os
@@ -112,6 +114,12 @@ def _worker_main(conn: Connection, memory_mb: int) -> None:
             pass
 
     _limit_memory(memory_mb)
+    _serve(conn, memory_mb)
+
+
+def _serve(conn: Connection, memory_mb: int) -> None:
+    """Answer tasks until told to stop. Between tasks the worker holds nothing of the last one:
+    a volume kept until the next upload would pin gigabytes in an idle worker."""
     while True:
         try:
             task = conn.recv()
@@ -119,25 +127,33 @@ def _worker_main(conn: Connection, memory_mb: int) -> None:
             return
         if task is None:
             return
-        source = task["source"]
-        paths = [str(p) for p in source] if isinstance(source, list) else [str(source)]
-        paths.append(str(task.get("dir", "")) or "\0")
-        # Scratch files (a zip's members) go into the upload's private dir, which the server
-        # deletes even when this worker is killed half-way.
-        tempfile.tempdir = task.get("dir") or None
-        try:
-            reply = ("ok", _decode(task))
-        except CtscribeError as err:
-            reply = ("error", err.code.value, _scrub(err.message, paths))
-        except MemoryError:
-            reply = ("error", ErrorCode.PAYLOAD_TOO_LARGE.value,
-                     f"decoding this upload needs more than {memory_mb} MiB")
-        except Exception as exc:  # a reader bug on a hostile file: still the file's fault
-            reply = ("error", ErrorCode.CORRUPT_FILE.value, f"cannot decode the file ({type(exc).__name__})")
-        try:
-            conn.send(reply)
-        except MemoryError:
-            conn.send(("error", ErrorCode.PAYLOAD_TOO_LARGE.value, "the decoded volume is too large to return"))
+        _answer(conn, task, memory_mb)
+        del task
+        gc.collect()  # a reader's reference cycle (an exception's frames) may still hold the arrays
+
+
+def _answer(conn: Connection, task: dict, memory_mb: int) -> None:
+    """Decode one task and send the reply; everything it decoded dies with this frame."""
+    source = task["source"]
+    paths = [str(p) for p in source] if isinstance(source, list) else [str(source)]
+    paths.append(str(task.get("dir", "")) or "\0")
+    # Scratch files (a zip's members) go into the upload's private dir, which the server
+    # deletes even when this worker is killed half-way.
+    tempfile.tempdir = task.get("dir") or None
+    try:
+        reply = ("ok", _decode(task))
+    except CtscribeError as err:
+        reply = ("error", err.code.value, _scrub(err.message, paths))
+    except MemoryError:
+        reply = ("error", ErrorCode.PAYLOAD_TOO_LARGE.value,
+                 f"decoding this upload needs more than {memory_mb} MiB")
+    except Exception as exc:  # a reader bug on a hostile file: still the file's fault
+        reply = ("error", ErrorCode.CORRUPT_FILE.value, f"cannot decode the file ({type(exc).__name__})")
+    try:
+        conn.send(reply)
+    except MemoryError:
+        del reply
+        conn.send(("error", ErrorCode.PAYLOAD_TOO_LARGE.value, "the decoded volume is too large to return"))
 
 
 # ---------------------------------------------------------------------------- parent side

@@ -72,3 +72,40 @@ def test_timeout_kills_the_worker_and_the_pool_recovers(tmp_path):
     assert err.code.value == "corrupt_file" and "longer than" in err.message
     assert restarts == 1
     assert summary["shape_zyx"] == [24, 48, 48]
+
+
+def test_a_worker_keeps_no_volume_after_answering(tmp_path, monkeypatch):
+    """The volume dies once its reply is sent, not when the next upload arrives (2 GB idle otherwise)."""
+    import multiprocessing
+    import threading
+    import time
+    import weakref
+
+    import imaging.read
+    from app.decode_worker import _serve
+
+    source = tmp_path / "00000.upload"
+    source.write_bytes(nifti_bytes())
+    volumes: list[weakref.ref] = []
+    real_read = imaging.read.read_volume
+
+    def read_and_watch(*args, **kwargs):
+        volume = real_read(*args, **kwargs)
+        volumes.append(weakref.ref(volume.hu))
+        return volume
+
+    monkeypatch.setattr(imaging.read, "read_volume", read_and_watch)
+    parent, child = multiprocessing.Pipe()
+    worker = threading.Thread(target=_serve, args=(child, 1024), daemon=True)  # the worker's loop, in-process
+    worker.start()
+    try:
+        parent.send({"kind": "volume", "source": source, "options": ReadOptions(), "dir": str(tmp_path)})
+        status, decoded = parent.recv()
+        assert status == "ok" and decoded.hu.shape == (24, 48, 48)
+        deadline = time.monotonic() + 10
+        while volumes[0]() is not None and time.monotonic() < deadline:
+            time.sleep(0.01)  # the worker is between tasks: waiting for the next one
+        assert volumes[0]() is None, "the idle worker still holds its last volume"
+    finally:
+        parent.send(None)
+        worker.join(5)
