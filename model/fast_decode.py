@@ -53,20 +53,40 @@ def _uses_boolean_mask(lm) -> bool:
     return impl != "eager"
 
 
-def pick_next_token(logits: torch.Tensor, cfg, generator: torch.Generator | None) -> torch.Tensor:
+MIN_SAMPLING_TEMPERATURE = 1e-4
+"""Smallest temperature that samples; below it logits / temperature overflows float32 (inf -> NaN
+probabilities), and the distribution is one-hot long before that anyway, so it is greedy."""
+
+
+def pick_next_token(
+    logits: torch.Tensor, cfg, generator: torch.Generator | Sequence[torch.Generator] | None
+) -> torch.Tensor:
     """(B, V) logits -> (B,) token ids: argmax when greedy, else temperature + nucleus sampling.
 
-    `cfg` is anything with `temperature` and `top_p` (SamplingConfig, GenerationParams)."""
-    if cfg.temperature <= 0:
-        return logits.argmax(dim=-1)
-    probs = torch.softmax(logits.float() / cfg.temperature, dim=-1)
+    `cfg` is anything with `temperature` and `top_p` (SamplingConfig, GenerationParams).
+    `generator`: one for the whole batch, or one per row (rows past the list are greedy: batch
+    padding), so a seeded row draws the same numbers whatever else is in its batch. Never NaN: a
+    temperature under `MIN_SAMPLING_TEMPERATURE`, or a row whose probabilities are not finite, is
+    decoded greedily."""
+    greedy = logits.argmax(dim=-1)
+    if cfg.temperature < MIN_SAMPLING_TEMPERATURE:
+        return greedy
+    scaled = logits.float() - logits.float().amax(dim=-1, keepdim=True)  # the best token at 0: no overflow
+    probs = torch.softmax(scaled / float(cfg.temperature), dim=-1)
     if cfg.top_p < 1.0:
         sorted_probs, order = probs.sort(dim=-1, descending=True)
         # Keep the smallest prefix whose mass reaches top_p (the first token always survives).
         outside = sorted_probs.cumsum(-1) - sorted_probs >= cfg.top_p
         sorted_probs = sorted_probs.masked_fill(outside, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    broken = ~(torch.isfinite(probs).all(dim=-1) & (probs.sum(dim=-1) > 0))  # (B,) e.g. NaN logits
+    probs = torch.where(broken[:, None], torch.nn.functional.one_hot(greedy, probs.shape[-1]).to(probs), probs)
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    picked = greedy.clone()
+    for i, gen in enumerate(generator[: probs.shape[0]]):
+        picked[i] = torch.multinomial(probs[i], 1, generator=gen)[0]
+    return picked
 
 
 class _DecodeState:
@@ -152,13 +172,16 @@ class FastDecoder:
         inputs_embeds: torch.Tensor,
         attention_mask: torch.Tensor,
         cfg: SamplingConfig,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
         on_tokens: Callable[[torch.Tensor], None] | None = None,
+        cancelled: Sequence[Callable[[], bool]] | None = None,
     ) -> torch.Tensor:
         """inputs_embeds (B, T, D), attention_mask (B, T) with left padding -> (B, n) new token ids.
 
         Rows that finished are padded with `pad_token_id`; decoding stops when every row has
-        emitted an EOS or `max_new_tokens` are out. `on_tokens` receives each step's (B,) ids.
+        emitted an EOS, was cancelled (`cancelled[i]()` true, checked after every step) or
+        `max_new_tokens` are out. `on_tokens` receives each step's (B,) ids. `generator`: one,
+        or one per row (`pick_next_token`).
         """
         real_batch, prompt_len, _ = inputs_embeds.shape
         batch = _bucket(real_batch, BATCH_BUCKETS) if self.use_cuda_graphs else real_batch
@@ -203,6 +226,11 @@ class FastDecoder:
             if on_tokens is not None:
                 on_tokens(token[:real_batch])
             finished |= torch.isin(token, eos)
+            if cancelled is not None:
+                done = finished.tolist()
+                for i, is_cancelled in enumerate(cancelled):
+                    if not done[i] and is_cancelled():
+                        finished[i] = True
             if step == cfg.max_new_tokens - 1 or bool(finished[:real_batch].all()):
                 break
             slot = prompt_len + step

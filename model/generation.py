@@ -1,9 +1,11 @@
 """Decoding from a (left-padded) `inputs_embeds` prompt, and multiple-choice scoring.
 
-`generate`: greedy by default; temperature + nucleus (top_p) sampling with a seeded
-generator; a cap on new tokens; batched with left padding, each row stops on its own at a
-stop token (later rows get pad and are dropped); an `on_tokens` callback sees every step.
-Tokens that must never be produced (the visual placeholder, pad) are suppressed.
+`generate`: greedy by default; temperature + nucleus (top_p) sampling with one seeded
+generator per row (a seeded request samples the same text alone or in any batch); a cap on
+new tokens; batched with left padding, each row stops on its own at a stop token or when it is
+cancelled (its client left), and a row that stopped leaves the batch, so it costs no more
+compute; an `on_tokens` callback sees every step. Tokens that must never be produced (the
+visual placeholder, pad) are suppressed.
 
 `score_options`: multiple choice by likelihood. Each option's answer text is scored by the
 MEAN log-probability of its tokens given the prompt (length-normalised: options have
@@ -13,7 +15,7 @@ means gives the probabilities, and the answer is the argmax, so it is always an 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -21,7 +23,7 @@ import torch
 from model.ctscribe_model import position_ids_from_mask
 from model.decoder import Decoder
 from model.errors import invalid
-from model.fast_decode import pick_next_token
+from model.fast_decode import MIN_SAMPLING_TEMPERATURE, pick_next_token
 
 MAX_NEW_TOKENS_LIMIT = 4096
 
@@ -33,17 +35,20 @@ class GenerationParams:
     max_new_tokens: int = 256
     """Cap on generated tokens per answer."""
     temperature: float = 0.0
-    """0 = greedy; > 0 samples from softmax(logits / temperature)."""
+    """0 = greedy; otherwise at least `MIN_SAMPLING_TEMPERATURE` (1e-4), sampling from
+    softmax(logits / temperature)."""
     top_p: float = 1.0
     """Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p."""
     seed: int | None = None
-    """Seed of the sampling generator (None: a fresh random seed per call)."""
+    """Seed of each row's sampling generator (None: a fresh random seed per row)."""
 
     def __post_init__(self) -> None:
         if not 1 <= int(self.max_new_tokens) <= MAX_NEW_TOKENS_LIMIT:
             raise invalid(f"max_new_tokens must be in 1..{MAX_NEW_TOKENS_LIMIT}, got {self.max_new_tokens}")
-        if not 0.0 <= float(self.temperature) <= 10.0:
-            raise invalid(f"temperature must be in [0, 10], got {self.temperature}")
+        temperature = float(self.temperature)
+        if not (temperature == 0.0 or MIN_SAMPLING_TEMPERATURE <= temperature <= 10.0):
+            raise invalid(f"temperature must be 0 (greedy) or in [{MIN_SAMPLING_TEMPERATURE:g}, 10], "
+                          f"got {self.temperature}")
         if not 0.0 < float(self.top_p) <= 1.0:
             raise invalid(f"top_p must be in (0, 1], got {self.top_p}")
 
@@ -51,20 +56,28 @@ class GenerationParams:
         return asdict(self)
 
 
-def sample_next(logits: torch.Tensor, params: GenerationParams, generator: torch.Generator | None) -> torch.Tensor:
-    """(B, V) logits -> (B,) token ids (the one sampler both decode paths use)."""
+def sample_next(
+    logits: torch.Tensor, params: GenerationParams, generator: torch.Generator | Sequence[torch.Generator] | None
+) -> torch.Tensor:
+    """(B, V) logits -> (B,) token ids (the one sampler both decode paths use); `generator`: one,
+    or one per row."""
     return pick_next_token(logits, params, generator)
 
 
-def _generator(params: GenerationParams, device: torch.device) -> torch.Generator | None:
+def row_generators(params: GenerationParams, n_rows: int, device: torch.device) -> list[torch.Generator] | None:
+    """One sampling generator per row, each seeded with `params.seed` (a fresh seed per row when
+    None), so a row's draws do not depend on its batch; None when greedy."""
     if params.temperature <= 0:
         return None
-    gen = torch.Generator(device=device)
-    if params.seed is None:
-        gen.seed()
-    else:
-        gen.manual_seed(int(params.seed))
-    return gen
+    gens = []
+    for _ in range(n_rows):
+        gen = torch.Generator(device=device)
+        if params.seed is None:
+            gen.seed()
+        else:
+            gen.manual_seed(int(params.seed))
+        gens.append(gen)
+    return gens
 
 
 @torch.inference_mode()
@@ -76,39 +89,52 @@ def generate(
     stop_ids: tuple[int, ...],
     suppress_ids: tuple[int, ...] = (),
     on_tokens: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
+    cancelled: Sequence[Callable[[], bool]] | None = None,
 ) -> list[list[int]]:
     """inputs_embeds (B, T, D), attention_mask (B, T) left padded -> new token ids per row.
 
-    Each row's list ends at (and excludes) its first stop token. `on_tokens(ids (B,), alive (B,))`
-    is called after every step with the step's tokens and which rows were still generating.
+    Each row's list ends at (and excludes) its first stop token, or at the step after which
+    `cancelled[i]()` (checked every step) said its result is no longer wanted. A row that
+    stopped leaves the batch (its KV cache rows are dropped); when none is left, the loop ends.
+    `on_tokens(ids (B,), alive (B,))` is called after every step with the step's tokens and
+    which rows were still generating.
     """
     b = inputs_embeds.shape[0]
     dev = inputs_embeds.device
     mask = attention_mask.long().to(dev)
     positions = position_ids_from_mask(mask)
-    generator = _generator(params, dev)
+    generators = row_generators(params, b, dev)
     stops = torch.tensor(list(stop_ids) or [-1], device=dev)
     suppress = torch.tensor(list(suppress_ids), dtype=torch.long, device=dev)
 
     out = decoder(inputs_embeds=inputs_embeds, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
     past = out.past_key_values
-    logits = out.logits[:, -1]  # (B, V)
-    next_pos = positions[:, -1:] + 1  # (B, 1)
-    alive = torch.ones(b, dtype=torch.bool, device=dev)
+    logits = out.logits[:, -1]  # (A, V): A rows still generating, A = B at first
+    next_pos = positions[:, -1:] + 1  # (A, 1)
+    active = list(range(b))  # (A,) the batch row each generating row is
     rows: list[list[int]] = [[] for _ in range(b)]
     for step in range(params.max_new_tokens):
         if suppress.numel():
             logits = logits.float().index_fill(-1, suppress, float("-inf"))
-        token = sample_next(logits, params, generator)  # (B,)
-        is_stop = torch.isin(token, stops)
-        for i in torch.nonzero(alive & ~is_stop).flatten().tolist():
-            rows[i].append(int(token[i]))
+        token = sample_next(logits, params, None if generators is None else [generators[i] for i in active])  # (A,)
+        live = (~torch.isin(token, stops)).tolist()
+        for k, i in enumerate(active):
+            if live[k]:
+                rows[i].append(int(token[k]))
         if on_tokens is not None:
-            on_tokens(token, alive & ~is_stop)
-        alive = alive & ~is_stop
-        if not bool(alive.any()) or step == params.max_new_tokens - 1:
+            where = torch.tensor(active, device=dev)
+            on_tokens(torch.zeros(b, dtype=token.dtype, device=dev).index_copy(0, where, token),
+                      torch.zeros(b, dtype=torch.bool, device=dev).index_copy(0, where, torch.tensor(live, device=dev)))
+        if cancelled is not None:
+            live = [ok and not cancelled[i]() for ok, i in zip(live, active)]
+        if not any(live) or step == params.max_new_tokens - 1:
             break
-        mask = torch.cat([mask, torch.ones(b, 1, dtype=mask.dtype, device=dev)], dim=1)
+        if not all(live):  # rows that stopped leave the batch: they cost no more compute
+            keep = torch.tensor([k for k, ok in enumerate(live) if ok], device=dev)
+            past.batch_select_indices(keep)
+            mask, next_pos, token = mask[keep], next_pos[keep], token[keep]
+            active = [i for i, ok in zip(active, live) if ok]
+        mask = torch.cat([mask, torch.ones(len(active), 1, dtype=mask.dtype, device=dev)], dim=1)
         out = decoder(
             input_ids=token.unsqueeze(1),
             attention_mask=mask,
@@ -131,32 +157,42 @@ def fast_generate(
     stop_ids: tuple[int, ...],
     suppress_ids: tuple[int, ...] = (),
     on_tokens: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
+    cancelled: Sequence[Callable[[], bool]] | None = None,
 ) -> list[list[int]]:
     """`generate`'s contract on a `model.fast_decode.FastDecoder` (static cache, CUDA graphs).
 
     Greedy output equals `generate` token for token; both paths sample with the same function.
+    A cancelled row stays in the captured batch shape but is finished (pad from then on).
     """
     from model.fast_decode import SamplingConfig
 
+    b = inputs_embeds.shape[0]
     dev = inputs_embeds.device
-    stops = torch.tensor(list(stop_ids) or [-1], device=dev)
-    alive = torch.ones(inputs_embeds.shape[0], dtype=torch.bool, device=dev)
+    stop_set = set(stop_ids)
+    alive = [True] * b
+    rows: list[list[int]] = [[] for _ in range(b)]
 
     def step(token: torch.Tensor) -> None:
-        nonlocal alive
-        live = alive & ~torch.isin(token, stops)
+        ids = token.tolist()
+        live = [ok and t not in stop_set for ok, t in zip(alive, ids)]
+        for i, ok in enumerate(live):
+            if ok:
+                rows[i].append(ids[i])
         if on_tokens is not None:
-            on_tokens(token, live)
-        alive = live
+            on_tokens(token, torch.tensor(live, device=dev))
+        alive[:] = live
+
+    def stopped(i: int, is_cancelled: Callable[[], bool]) -> Callable[[], bool]:
+        def check() -> bool:
+            if alive[i] and is_cancelled():
+                alive[i] = False
+            return not alive[i]
+        return check
 
     cfg = SamplingConfig(max_new_tokens=params.max_new_tokens, temperature=params.temperature, top_p=params.top_p,
                          eos_token_ids=tuple(stop_ids), suppress_token_ids=tuple(suppress_ids))
-    ids = fast.generate(inputs_embeds, attention_mask, cfg, _generator(params, dev), on_tokens=step)
-    rows = []
-    stop_set = set(stop_ids)
-    for row in ids.tolist():
-        end = next((i for i, t in enumerate(row) if t in stop_set), len(row))
-        rows.append(row[:end])
+    checks = None if cancelled is None else [stopped(i, c) for i, c in enumerate(cancelled)]
+    fast.generate(inputs_embeds, attention_mask, cfg, row_generators(params, b, dev), on_tokens=step, cancelled=checks)
     return rows
 
 

@@ -149,6 +149,7 @@ class Pipeline:
         params: GenerationParams | None,
         on_text: Callable[[int, str], None] | None,
         findings: Sequence | None = None,
+        cancelled: Sequence[Callable[[], bool]] | None = None,
     ) -> tuple[list[list[int]], VisualFeatures, torch.Tensor, dict, dict[str, float], tuple]:
         params = params or GenerationParams()
         t0 = time.perf_counter()
@@ -162,10 +163,10 @@ class Pipeline:
         stream = TextStream(self.tokenizer, len(cts), on_text) if on_text is not None else None
         if self._fast is not None:
             rows = fast_generate(self._fast, embeds.to(self.model.decoder.dtype), text["attention_mask"], params,
-                                 self._stop_ids, self._suppress_ids, on_tokens=stream)
+                                 self._stop_ids, self._suppress_ids, on_tokens=stream, cancelled=cancelled)
         else:
             rows = generate(self.model.decoder, embeds, text["attention_mask"], params, self._stop_ids,
-                            self._suppress_ids, on_tokens=stream)
+                            self._suppress_ids, on_tokens=stream, cancelled=cancelled)
         t2 = time.perf_counter()
         timings = {"encode": round(t1 - t0, 4), "generate": round(t2 - t1, 4)}
         return rows, visual, fused.slice_attention, batch, timings, guided
@@ -177,16 +178,19 @@ class Pipeline:
         on_text: Callable[[int, str], None] | None = None,
         consistency: str = "warn",
         findings: Sequence | None = None,
+        cancelled: Sequence[Callable[[], bool]] | None = None,
     ) -> list[ReportOutput]:
         """One findings report per CT (batched). `consistency`: off | warn | repair (model.consistency).
         `findings[i]` (`{label: {attribute: [class]}}` or a list of labels) replaces what the
-        heads tell the decoder about CT i (models with prompt guidance only)."""
+        heads tell the decoder about CT i (models with prompt guidance only). `cancelled[i]()`
+        true (checked every token) stops CT i's generation: its result is no longer wanted."""
         check_mode(consistency)
         if not cts:
             return []
         cfg = self.config.prompt
         rows, visual, alpha, batch, timings, (guidance, labels, attributes) = self._generate(
-            cts, lambda n, g: [report_prompt(cfg, n, g[i]) for i in range(len(cts))], params, on_text, findings
+            cts, lambda n, g: [report_prompt(cfg, n, g[i]) for i in range(len(cts))], params, on_text, findings,
+            cancelled,
         )
         out = []
         for i, ids in enumerate(rows):
@@ -217,8 +221,9 @@ class Pipeline:
         params: GenerationParams | None = None,
         on_text: Callable[[int, str], None] | None = None,
         findings: Sequence | None = None,
+        cancelled: Sequence[Callable[[], bool]] | None = None,
     ) -> list[AnswerOutput]:
-        """Free-text answer to one question per CT (batched); `findings` as in `report`."""
+        """Free-text answer to one question per CT (batched); `findings` and `cancelled` as in `report`."""
         if len(questions) != len(cts):
             raise invalid(f"{len(cts)} CTs but {len(questions)} questions")
         if not cts:
@@ -226,7 +231,7 @@ class Pipeline:
         cfg = self.config.prompt
         rows, _, _, _, timings, _ = self._generate(
             cts, lambda n, g: [question_prompt(cfg, n, q, g[i]) for i, q in enumerate(questions)], params, on_text,
-            findings,
+            findings, cancelled,
         )
         return [AnswerOutput(text=self._decode(ids), n_tokens=len(ids), timings_s=dict(timings)) for ids in rows]
 
