@@ -21,13 +21,11 @@ import numpy as np
 
 from imaging.detect import is_gzip, nifti_version
 from imaging.errors import ErrorCode, ImagingError
+from imaging.intensity import check_ct_intensities
 from imaging.options import ReadOptions
 from imaging.volume import PHANTOM_NIFTI_DESCRIP, PHANTOM_SOURCE_HINT, Volume, check_min_slices
 
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
-# Raw (unrescaled) CT stores air near 0 and soft tissue near 1000-1100; HU puts air at -1000.
-_RAW_MIN_FLOOR = 0.0
-_RAW_BODY_P99 = 900.0
 _HU_AIR_CEILING = -500.0
 _DEFLATE_MAX_RATIO = 1032
 _CHUNK_BYTES = 4 * 1024 * 1024
@@ -299,13 +297,14 @@ def _data_chunks(path: Path, gz: bool, offset: int, n_bytes: int):
 
 
 def _check_values(hu: np.ndarray, slope: float, inter: float, header, options, warnings: list[str]) -> None:
-    """Non-finite voxels are corrupt; raw-looking or twice-rescaled values get a warning."""
+    """Non-finite voxels are corrupt, values that cannot be CT are `not_ct`
+    (imaging.intensity); raw-looking or twice-rescaled values get a warning."""
     lo, hi = float(hu.min()), float(hu.max())
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ImagingError(ErrorCode.CORRUPT_FILE, "NIfTI voxels contain NaN or infinite values")
+    warnings.extend(check_ct_intensities(hu, "NIfTI"))
     overridden = options.rescale_slope is not None or options.rescale_intercept is not None
     if not overridden:
-        _warn_if_raw(hu, lo, warnings)
         return
     file_slope, file_inter = _file_scaling(header)
     stored_lo = (lo - inter) / slope if slope > 0 else (hi - inter) / slope
@@ -316,14 +315,3 @@ def _check_values(hu: np.ndarray, slope: float, inter: float, header, options, w
             "was applied: check the data is not rescaled twice (e.g. CT-RATE v2 '_fixed' volumes)"
         )
 
-
-def _warn_if_raw(hu: np.ndarray, lo: float, warnings: list[str]) -> None:
-    if lo < _RAW_MIN_FLOOR:
-        return
-    sample = hu[:: max(1, hu.shape[0] // 32), :: max(1, hu.shape[1] // 32)]  # cheap strided sample
-    p99 = float(np.percentile(sample, 99))
-    if p99 > _RAW_BODY_P99:
-        warnings.append(
-            f"values look like raw stored CT values, not HU (minimum {lo:.0f} >= 0, 99th percentile "
-            f"{p99:.0f}): air should be near -1000 HU; pass the rescale intercept (often -1024)"
-        )

@@ -16,6 +16,7 @@ import numpy as np
 
 from imaging.detect import MHA, NRRD
 from imaging.errors import ErrorCode, ImagingError
+from imaging.intensity import check_ct_intensities
 from imaging.nifti import canonical_volume, check_voxel_count
 from imaging.options import ReadOptions
 from imaging.volume import Volume
@@ -76,11 +77,7 @@ def read_sitk(path: str | Path, fmt: str, options: ReadOptions = ReadOptions()) 
     lo, hi = float(voxels_kji.min()), float(voxels_kji.max())
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise ImagingError(ErrorCode.CORRUPT_FILE, f"{fmt} voxels contain NaN or infinite values")
-    warnings: list[str] = []
-    if lo >= 0:
-        warnings.append(
-            f"minimum value {lo:.0f} >= 0: {fmt} values may be raw stored values, not HU (air is near -1000 HU)"
-        )
+    warnings = check_ct_intensities(voxels_kji, fmt)
     meta = {"pixel_type": sitk.GetPixelIDValueAsString(reader.GetPixelID())}
     return canonical_volume(voxels_kji, direction, origin, spacing, fmt, options, warnings, meta)
 

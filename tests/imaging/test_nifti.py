@@ -95,7 +95,7 @@ AFFINES = {
 @pytest.mark.parametrize("name", list(AFFINES))
 def test_marked_voxels_land_at_their_patient_position(tmp_path, name):
     affine = AFFINES[name]
-    data = np.zeros((9, 10, 11), dtype=np.int16)  # (i, j, k)
+    data = np.full((9, 10, 11), -1000, dtype=np.int16)  # (i, j, k): air
     marks = {(1, 2, 3): 1000, (7, 8, 9): 2000}
     for ijk, value in marks.items():
         data[ijk] = value
@@ -148,7 +148,7 @@ def test_override_on_data_already_in_hu_warns_of_double_rescale(tmp_path):
 
 
 def test_four_d_with_one_time_point_is_read(tmp_path):
-    data = np.arange(8 * 9 * 10, dtype=np.int16).reshape(8, 9, 10, 1)
+    data = (np.arange(8 * 9 * 10, dtype=np.int16) - 1000).reshape(8, 9, 10, 1)
     volume = read_nifti(_save(tmp_path, data, LPS_AFFINE))
     assert volume.shape_zyx == (10, 9, 8)
     np.testing.assert_array_equal(volume.hu, data[..., 0].transpose(2, 1, 0))
@@ -163,7 +163,7 @@ def test_not_3d(tmp_path, shape):
 
 
 def test_too_few_slices(tmp_path):
-    path = _save(tmp_path, np.zeros((16, 16, 3), dtype=np.int16), np.eye(4))
+    path = _save(tmp_path, np.full((16, 16, 3), -1000, dtype=np.int16), np.eye(4))
     with pytest.raises(ImagingError) as err:
         read_nifti(path, ReadOptions(min_slices=8))
     assert err.value.code is ErrorCode.TOO_FEW_SLICES
@@ -192,7 +192,7 @@ def test_oblique_affine_rejected_or_resampled(tmp_path):
 
 
 def test_gzip_decided_by_content_not_name(tmp_path):
-    data = np.arange(8 * 9 * 10, dtype=np.int16).reshape(8, 9, 10)
+    data = (np.arange(8 * 9 * 10, dtype=np.int16) - 1000).reshape(8, 9, 10)
     plain = _save(tmp_path, data, np.eye(4), name="v.nii")
     disguised = tmp_path / "upload.nii"  # gzip content under an uncompressed name
     disguised.write_bytes(gzip.compress(plain.read_bytes()))
