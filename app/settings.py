@@ -19,6 +19,8 @@ from imaging.errors import CtscribeError, ErrorCode
 DEMO_CHECKPOINT = str(Path(__file__).resolve().parents[1] / "model" / "weights" / "demo")
 
 DISCLAIMER = "Research use only; not for clinical decision-making."
+MIN_API_KEY_CHARS = 16
+"""Shortest accepted API key: 16 random URL-safe characters are ~96 bits."""
 
 
 def _split_list(value: object) -> object:
@@ -44,7 +46,9 @@ class Settings(BaseSettings):
     """Bind address for `ctscribe serve`."""
     port: int = 8000
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    """Accepted Bearer tokens. Empty: no auth, and only a loopback bind is allowed."""
+    """Accepted Bearer tokens, each at least `MIN_API_KEY_CHARS` (16) printable characters without
+    spaces (e.g. `python -c "import secrets; print(secrets.token_urlsafe(32))"`). Empty: no auth,
+    and only a loopback bind is allowed."""
     allow_unauthenticated: bool = False
     """Permit a non-loopback bind without API keys (behind an authenticating proxy)."""
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -104,6 +108,18 @@ class Settings(BaseSettings):
     @classmethod
     def _lists(cls, value: object) -> object:
         return _split_list(value)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _strong_keys(cls, value: list[str]) -> list[str]:
+        # The message names the key by position only: a settings error must never print a key.
+        for i, key in enumerate(value):
+            if len(key) < MIN_API_KEY_CHARS:
+                raise ValueError(f"API key #{i + 1} has {len(key)} characters; at least {MIN_API_KEY_CHARS} are "
+                                 "required (a short key can be guessed)")
+            if not key.isprintable() or any(c.isspace() for c in key):
+                raise ValueError(f"API key #{i + 1} holds spaces or control characters")
+        return value
 
     @field_validator("cors_origins")
     @classmethod

@@ -25,13 +25,31 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.main import create_app
-    from app.settings import Settings
 
     overrides = {k: v for k, v in {"checkpoint": args.checkpoint, "host": args.host, "port": args.port,
                                    "device": args.device, "log_level": args.log_level}.items() if v is not None}
-    settings = Settings(**overrides)
+    settings = load_settings(overrides)
     settings.check_bind()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
                 access_log=False, timeout_graceful_shutdown=30, timeout_keep_alive=int(settings.keep_alive_s))
     return 0
+
+
+def load_settings(overrides: dict):
+    """`Settings` from the environment and `overrides`; a bad value is one clear `invalid_request` line
+    naming the variable and the rule, never the value (it may be an API key)."""
+    from pydantic import ValidationError
+
+    from app.settings import Settings
+    from imaging.errors import CtscribeError, ErrorCode
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"CTSCRIBE_{str(error['loc'][0]).upper() if error['loc'] else 'SETTINGS'}: "
+            f"{error['msg'].removeprefix('Value error, ')}"
+            for error in exc.errors(include_input=False)
+        )
+        raise CtscribeError(ErrorCode.INVALID_REQUEST, f"invalid settings: {problems}") from None

@@ -14,6 +14,8 @@ from app.settings import Settings
 from imaging.errors import CtscribeError
 from tests.app.conftest import assert_problem, make_settings, wait_ready
 
+STRONG_KEY = "s3cret-0123456789abcdef"
+
 
 def test_ready_is_503_while_loading_then_200(tiny_pipeline, tmp_path):
     release = threading.Event()
@@ -88,11 +90,11 @@ def test_openapi_documents_every_route(client):
 
 
 def test_settings_from_environment(monkeypatch):
-    monkeypatch.setenv("CTSCRIBE_API_KEYS", "k1, k2")
+    monkeypatch.setenv("CTSCRIBE_API_KEYS", f"{STRONG_KEY}1, {STRONG_KEY}2")
     monkeypatch.setenv("CTSCRIBE_CORS_ORIGINS", '["https://a.example"]')
     monkeypatch.setenv("CTSCRIBE_MAX_UPLOAD_MB", "12.5")
     settings = Settings()
-    assert settings.api_keys == ["k1", "k2"] and settings.cors_origins == ["https://a.example"]
+    assert settings.api_keys == [f"{STRONG_KEY}1", f"{STRONG_KEY}2"] and settings.cors_origins == ["https://a.example"]
     assert settings.max_upload_mb == 12.5 and settings.auth_enabled
 
 
@@ -105,7 +107,7 @@ def test_settings_refuse_wildcard_cors_and_zero_limits():
 
 @pytest.mark.parametrize("host,keys,allow,ok", [
     ("127.0.0.1", [], False, True), ("localhost", [], False, True), ("::1", [], False, True),
-    ("0.0.0.0", [], False, False), ("0.0.0.0", ["k"], False, True), ("0.0.0.0", [], True, True),
+    ("0.0.0.0", [], False, False), ("0.0.0.0", [STRONG_KEY], False, True), ("0.0.0.0", [], True, True),
 ])
 def test_bind_guard(host, keys, allow, ok):
     settings = Settings(host=host, api_keys=keys, allow_unauthenticated=allow)
@@ -122,3 +124,23 @@ def test_serve_refuses_public_bind_without_keys(monkeypatch, capsys):
     monkeypatch.delenv("CTSCRIBE_ALLOW_UNAUTHENTICATED", raising=False)
     assert cli_main(["serve", "--host", "0.0.0.0", "--checkpoint", "tiny"]) == 2
     assert "error: invalid_request: refusing to bind 0.0.0.0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("keys", [["a"], [""], ["fifteen-chars-x"], [STRONG_KEY, "short"], ["has a space 0123456789"]])
+def test_weak_api_keys_are_refused(keys):
+    with pytest.raises(ValueError, match=r"API key #\d"):
+        Settings(api_keys=keys)
+
+
+@pytest.mark.parametrize("env_value", ["a", '[""]', f"{STRONG_KEY},tooshort"])
+def test_serve_refuses_weak_api_keys_with_one_clear_line(monkeypatch, capsys, env_value):
+    monkeypatch.setenv("CTSCRIBE_API_KEYS", env_value)
+    assert cli_main(["serve", "--host", "0.0.0.0", "--checkpoint", "tiny"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: invalid_request: invalid settings: CTSCRIBE_API_KEYS: API key #")
+    assert "at least 16" in err and "Traceback" not in err
+    assert "tooshort" not in err  # the rejected key itself is never printed
+
+
+def test_sixteen_character_keys_are_accepted():
+    assert Settings(api_keys=["x" * 16]).auth_enabled

@@ -17,6 +17,9 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from tests.app.conftest import assert_problem, make_settings, wait_ready
 
+KEY_A = "key-a-0123456789abcdef"
+KEY_B = "key-b-0123456789abcdef"
+
 
 class GatedPipeline:
     """Delegates to the tiny pipeline; model calls block until `gate` is set."""
@@ -53,7 +56,7 @@ class GatedPipeline:
 def gated_app(tiny_pipeline, tmp_path_factory):
     pipe = GatedPipeline(tiny_pipeline)
     pipe.gate.set()
-    settings = make_settings(tmp_path_factory.mktemp("uploads"), api_keys=["key-a", "key-b"], queue_size=3, per_key_concurrency=2,
+    settings = make_settings(tmp_path_factory.mktemp("uploads"), api_keys=[KEY_A, KEY_B], queue_size=3, per_key_concurrency=2,
                              max_batch=1, retry_after_s=3, request_timeout_s=20)
     app = create_app(settings, pipeline=pipe)
     with TestClient(app) as client:
@@ -97,16 +100,16 @@ def _wait_in_flight(app, n: int) -> None:
 def test_429_per_key_then_503_global_with_retry_after_and_recovery(gated, ct_nifti):
     client, pipe, app = gated
     results: list = []
-    threads = [_in_background(client, ct_nifti, "key-a", results) for _ in range(2)]
+    threads = [_in_background(client, ct_nifti, KEY_A, results) for _ in range(2)]
     _wait_in_flight(app, 2)
 
-    over_key = _post(client, ct_nifti, "key-a")  # key-a already has its 2
+    over_key = _post(client, ct_nifti, KEY_A)  # key-a already has its 2
     assert_problem(over_key, 429, "queue_full")
     assert over_key.headers["retry-after"] == "3"
 
-    threads.append(_in_background(client, ct_nifti, "key-b", results))
+    threads.append(_in_background(client, ct_nifti, KEY_B, results))
     _wait_in_flight(app, 3)
-    over_service = _post(client, ct_nifti, "key-b")  # key-b has 1 of 2, but the service has 3 of 3
+    over_service = _post(client, ct_nifti, KEY_B)  # key-b has 1 of 2, but the service has 3 of 3
     assert_problem(over_service, 503, "queue_full")
     assert over_service.headers["retry-after"] == "3"
 
@@ -115,7 +118,7 @@ def test_429_per_key_then_503_global_with_retry_after_and_recovery(gated, ct_nif
         thread.join(30)
     assert [r.status_code for r in results] == [200, 200, 200]
     assert app.state.service.admission.in_flight == 0
-    assert _post(client, ct_nifti, "key-a").status_code == 200  # capacity is back
+    assert _post(client, ct_nifti, KEY_A).status_code == 200  # capacity is back
 
     metrics = client.get("/metrics").text
     assert 'ctscribe_rejections_total{code="queue_full"} 2.0' in metrics
@@ -126,7 +129,7 @@ def test_request_past_its_deadline_is_504(gated, ct_nifti):
     admission = app.state.service.admission
     admission.timeout_s = 1.0  # this test only: the model call is held past a 1 s deadline
     try:
-        assert_problem(_post(client, ct_nifti, "key-a"), 504, "timeout")
+        assert_problem(_post(client, ct_nifti, KEY_A), 504, "timeout")
     finally:
         admission.timeout_s = 20
         pipe.gate.set()
@@ -138,11 +141,11 @@ def test_gpu_out_of_memory_fails_the_request_not_the_server(gated, ct_nifti):
     client, pipe, _ = gated
     pipe.fail_with = torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
     pipe.gate.set()
-    response = _post(client, ct_nifti, "key-a")
+    response = _post(client, ct_nifti, KEY_A)
     assert_problem(response, 503, "queue_full")
     assert "retry-after" in response.headers
     pipe.fail_with = None
-    assert _post(client, ct_nifti, "key-a").status_code == 200
+    assert _post(client, ct_nifti, KEY_A).status_code == 200
     assert client.get("/health/ready").status_code == 200
 
 
@@ -163,8 +166,8 @@ def test_api_key_required_when_configured(gated, ct_nifti):
 def test_jobs_are_private_to_their_key(gated, ct_nifti):
     client, pipe, _ = gated
     pipe.gate.set()
-    response = client.post("/jobs", files={"file": ("x", ct_nifti)}, headers={"Authorization": "Bearer key-a"})
+    response = client.post("/jobs", files={"file": ("x", ct_nifti)}, headers={"Authorization": f"Bearer {KEY_A}"})
     assert response.status_code == 202
     job_id = response.json()["job_id"]
-    assert client.get(f"/jobs/{job_id}", headers={"Authorization": "Bearer key-a"}).status_code == 200
-    assert_problem(client.get(f"/jobs/{job_id}", headers={"Authorization": "Bearer key-b"}), 404, "invalid_request")
+    assert client.get(f"/jobs/{job_id}", headers={"Authorization": f"Bearer {KEY_A}"}).status_code == 200
+    assert_problem(client.get(f"/jobs/{job_id}", headers={"Authorization": f"Bearer {KEY_B}"}), 404, "invalid_request")
