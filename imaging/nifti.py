@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imaging.archive import RATIO_MIN_BYTES
 from imaging.detect import is_gzip, nifti_version
 from imaging.errors import ErrorCode, ImagingError
 from imaging.intensity import check_ct_intensities
@@ -67,6 +68,8 @@ def read_nifti(path: str | Path, options: ReadOptions = ReadOptions()) -> Volume
             f"truncated NIfTI: the header declares {offset + n_bytes} bytes of data, "
             f"the {'compressed ' if gz else ''}file has {file_bytes}",
         )
+    if gz:
+        _check_inflation(offset + n_bytes, file_bytes, options)
     affine_ras = np.asarray(header.get_best_affine(), dtype=np.float64)
     if not np.all(np.isfinite(affine_ras)):
         raise ImagingError(
@@ -103,6 +106,26 @@ def read_nifti(path: str | Path, options: ReadOptions = ReadOptions()) -> Volume
     if _descrip(header) == PHANTOM_NIFTI_DESCRIP:  # the free text itself is not kept: it may identify
         meta["source_hint"] = PHANTOM_SOURCE_HINT
     return canonical_volume(hu_kji, direction, origin_lps, spacing_ijk, "nifti", options, warnings, meta)
+
+
+def _check_inflation(declared_bytes: int, file_bytes: int, options: ReadOptions) -> None:
+    """A .nii.gz is held to the limits of a zip member (imaging.archive), from its header alone:
+    at most `max_archive_bytes` inflated, and at most `max_compression_ratio` : 1 once it
+    inflates past RATIO_MIN_BYTES. CT compresses 2-5 : 1 (noise does not compress); a file far
+    past the cap is mostly one repeated value, a decompression bomb. Inflating never goes
+    past the declared size (`_data_chunks`), so these checks bound the work too."""
+    what = f"a compressed NIfTI of {file_bytes} bytes whose header declares {declared_bytes}"
+    if declared_bytes > options.max_archive_bytes:
+        raise ImagingError(
+            ErrorCode.ARCHIVE_LIMITS_EXCEEDED,
+            f"{what} inflated (limit {options.max_archive_bytes})",
+        )
+    ratio = declared_bytes / max(file_bytes, 1)
+    if declared_bytes >= RATIO_MIN_BYTES and ratio > options.max_compression_ratio:
+        raise ImagingError(
+            ErrorCode.ARCHIVE_LIMITS_EXCEEDED,
+            f"{what}: a compression ratio of {ratio:.0f}:1 (limit {options.max_compression_ratio:g}:1)",
+        )
 
 
 def _descrip(header) -> str:
@@ -171,6 +194,7 @@ def canonical_volume(
         spacing_mm_ijk,
         tolerance_deg=options.oblique_tolerance_deg,
         on_oblique=options.on_oblique,
+        in_place=True,  # both callers hand over an array they own
     )
     check_min_slices(hu.shape, options.min_slices)
     hu = np.ascontiguousarray(hu, dtype=np.float32)

@@ -70,6 +70,7 @@ def to_canonical(
     *,
     tolerance_deg: float = 3.0,
     on_oblique: str = "reject",
+    in_place: bool = False,
 ) -> tuple[np.ndarray, tuple[float, float, float], tuple[float, float, float], str, list[str]]:
     """Reorient `voxels_kji` (indexed [k, j, i]) to canonical (z, y, x).
 
@@ -77,6 +78,8 @@ def to_canonical(
     warnings). Within `tolerance_deg` of the axes only permutes and flips (values untouched);
     further off: ImagingError(oblique_orientation) when `on_oblique == "reject"`, else
     trilinear resampling onto the nearest canonical grid with a warning.
+    `in_place`: the caller gives up `voxels_kji`; flips without a permutation (RAS, the usual
+    NIfTI layout) then reuse its memory instead of a second volume-sized copy.
     """
     if voxels_kji.ndim != 3:
         raise ImagingError(ErrorCode.NOT_3D, f"expected a 3D array, got {voxels_kji.ndim}D")
@@ -109,7 +112,10 @@ def to_canonical(
     arr = np.transpose(voxels_kji, [2 - m for m in ms])  # array axis of index axis m is 2 - m
     shape_ijk = (voxels_kji.shape[2], voxels_kji.shape[1], voxels_kji.shape[0])
     flips = [b for b in range(3) if signs[ms[b]] < 0]
-    if flips:
+    reuse = in_place and ms == [2, 1, 0] and voxels_kji.flags.c_contiguous and voxels_kji.flags.writeable
+    if flips and reuse:
+        arr = _flip_in_place(voxels_kji, flips)
+    elif flips:
         arr = np.flip(arr, axis=flips)
     # The new voxel 0 is the old voxel at the far end of every flipped axis (exact directions,
     # not the snapped ones, so the origin stays a true patient position).
@@ -120,6 +126,23 @@ def to_canonical(
     spacing_zyx = tuple(float(spacing_ijk[m]) for m in ms)
     hu = np.ascontiguousarray(arr)
     return hu, spacing_zyx, tuple(float(v) for v in new_origin), code, warnings  # type: ignore[return-value]
+
+
+def _flip_in_place(arr: np.ndarray, axes: list[int]) -> np.ndarray:
+    """`np.flip(arr, axes)` written into `arr` itself, one plane of scratch at a time."""
+    in_plane = tuple(slice(None, None, -1) if b in axes else slice(None) for b in (1, 2))
+    n = arr.shape[0]
+    if 0 not in axes:
+        for k in range(n):
+            arr[k] = arr[k][in_plane].copy()
+        return arr
+    for k in range(n // 2):  # swap plane k with its mirror, each flipped in-plane
+        low = arr[k][in_plane].copy()
+        arr[k] = arr[n - 1 - k][in_plane]
+        arr[n - 1 - k] = low
+    if n % 2:
+        arr[n // 2] = arr[n // 2][in_plane].copy()
+    return arr
 
 
 def resample_to_canonical(
