@@ -21,7 +21,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from app.errors import install_error_handlers
 from app.jobs import JobStore
 from app.metrics import Metrics
-from app.routes import health, inspect, jobs, report
+from app.routes import docs, health, inspect, jobs, report
 from app.service import InferenceService
 from app.settings import Settings
 
@@ -86,13 +86,15 @@ def create_app(settings: Settings | None = None, pipeline: Any = None) -> FastAP
         "Research use only; not for clinical decision-making.",
         version=_package_version(),
         lifespan=lifespan,
+        # Served by app/routes/docs.py instead, behind the API key unless made public.
+        docs_url=None, redoc_url=None, openapi_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.service = service
     app.state.jobs = job_store
     install_error_handlers(app)
-    for module in (report, inspect, jobs, health):
+    for module in (report, inspect, jobs, health, docs):
         app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(

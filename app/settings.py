@@ -21,6 +21,8 @@ DEMO_CHECKPOINT = str(Path(__file__).resolve().parents[1] / "model" / "weights" 
 DISCLAIMER = "Research use only; not for clinical decision-making."
 MIN_API_KEY_CHARS = 16
 """Shortest accepted API key: 16 random URL-safe characters are ~96 bits."""
+PUBLIC_ENDPOINT_NAMES = ("version", "metrics", "docs")
+"""Metadata endpoints `public_endpoints` may open to callers without a key."""
 
 
 def _split_list(value: object) -> object:
@@ -53,6 +55,10 @@ class Settings(BaseSettings):
     """Permit a non-loopback bind without API keys (behind an authenticating proxy)."""
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Exact origins allowed by CORS; empty disables CORS. No wildcards."""
+    public_endpoints: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Metadata endpoints served without an API key when `api_keys` is set: any of `version`
+    (checkpoint name, hashes, device), `metrics` (Prometheus), `docs` (`/docs`, `/redoc`,
+    `/openapi.json`). Default none: all need a key. `/health/live` and `/health/ready` are always open."""
 
     max_upload_mb: float = 2048.0
     """Whole request body, in MiB, enforced while streaming."""
@@ -104,7 +110,7 @@ class Settings(BaseSettings):
     path (`model.fast_decode`; greedy output is unchanged). Ignored on a CPU."""
     log_level: str = "info"
 
-    @field_validator("api_keys", "cors_origins", mode="before")
+    @field_validator("api_keys", "cors_origins", "public_endpoints", mode="before")
     @classmethod
     def _lists(cls, value: object) -> object:
         return _split_list(value)
@@ -119,6 +125,14 @@ class Settings(BaseSettings):
                                  "required (a short key can be guessed)")
             if not key.isprintable() or any(c.isspace() for c in key):
                 raise ValueError(f"API key #{i + 1} holds spaces or control characters")
+        return value
+
+    @field_validator("public_endpoints")
+    @classmethod
+    def _known_endpoints(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(PUBLIC_ENDPOINT_NAMES))
+        if unknown:
+            raise ValueError(f"unknown endpoint name(s) {unknown}; choose from {list(PUBLIC_ENDPOINT_NAMES)}")
         return value
 
     @field_validator("cors_origins")

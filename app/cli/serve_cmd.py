@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     settings.check_bind()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=False, timeout_graceful_shutdown=30, timeout_keep_alive=int(settings.keep_alive_s))
+                access_log=False, timeout_graceful_shutdown=30, timeout_keep_alive=int(settings.keep_alive_s),
+                server_header=False)  # no `server: uvicorn`: the stack is nobody's business
     return 0
 
 

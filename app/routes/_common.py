@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import HTTPException, Request
+from fastapi import Request
 
+from app.auth import ANONYMOUS, api_key  # noqa: F401  (the routes' auth dependency)
 from app.errors import problem_body, status_for
 from app.service import InferenceService, PreparedInput, ReportTask, VqaTask
 from app.settings import Settings
 from app.uploads import MIB, Upload, UploadLimits, receive_upload
 from imaging.errors import CtscribeError, ErrorCode
 
-ANONYMOUS = "anonymous"
 MAX_QUESTION_CHARS = 2000
 MAX_CHOICE_CHARS = 500
 MAX_UID_CHARS = 128
@@ -44,22 +42,6 @@ def multipart_body(extra: dict[str, Any] | None = None, required: tuple[str, ...
     }
     schema = {"type": "object", "properties": properties, "required": ["file", *required]}
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
-
-
-def api_key(request: Request) -> str:
-    """Per-key identity for limits (a hash, never the key); 401 when keys are configured and missing."""
-    settings: Settings = request.app.state.settings
-    if not settings.auth_enabled:
-        return ANONYMOUS
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    if scheme.lower() == "bearer" and token:
-        for key in settings.api_keys:
-            if hmac.compare_digest(token.encode(), key.encode()):
-                return hashlib.sha256(key.encode()).hexdigest()[:12]
-    raise HTTPException(401, "missing or invalid API key (Authorization: Bearer <key>)",
-                        headers={"WWW-Authenticate": "Bearer"})
 
 
 def upload_limits(settings: Settings) -> UploadLimits:

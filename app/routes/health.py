@@ -1,10 +1,12 @@
-"""`/health/live`, `/health/ready`, `/version`, `/metrics`."""
+"""`/health/live`, `/health/ready` (always open), `/version`, `/metrics` (API key unless public, app/auth.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
+
+from app.auth import metadata_access
 
 from app.schemas import HealthResponse, Problem, VersionResponse
 from imaging.errors import CtscribeError, ErrorCode
@@ -30,7 +32,8 @@ async def ready(request: Request) -> HealthResponse:
     return HealthResponse(request_id=request.state.request_id, status="ready", ready=True)
 
 
-@router.get("/version", response_model=VersionResponse)
+@router.get("/version", response_model=VersionResponse, dependencies=[Depends(metadata_access("version"))],
+            responses={401: {"model": Problem}})
 async def version(request: Request) -> VersionResponse:
     from app.cli.main import _version
 
@@ -47,7 +50,8 @@ async def version(request: Request) -> VersionResponse:
     )
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, dependencies=[Depends(metadata_access("metrics"))],
+            responses={401: {"model": Problem}})
 async def metrics(request: Request) -> Response:
     """Prometheus text format."""
     body, content_type = request.app.state.metrics.render()

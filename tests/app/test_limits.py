@@ -120,7 +120,7 @@ def test_429_per_key_then_503_global_with_retry_after_and_recovery(gated, ct_nif
     assert app.state.service.admission.in_flight == 0
     assert _post(client, ct_nifti, KEY_A).status_code == 200  # capacity is back
 
-    metrics = client.get("/metrics").text
+    metrics = client.get("/metrics", headers={"Authorization": f"Bearer {KEY_A}"}).text
     assert 'ctscribe_rejections_total{code="queue_full"} 2.0' in metrics
 
 
