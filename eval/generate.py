@@ -10,7 +10,9 @@ after every batch, in the format `eval score` reads:
      "labels"?: {..0/1}, "labels_pred": {label: prob}, "key_slices": [...],
      "warnings": [...], "guidance": "Seen: ...", "attributes_pred": {attribute: {class: prob}}}   (the consistency guard's, model.consistency; mode warn)
     {"key": "<id>/q3", "id", "kind": "mcq", "question", "choices", "answer_index",
-     "predicted_index", "probabilities", "prediction", "reference"}
+     "predicted_index", "probabilities", "prediction", "reference", "mcq_mode", "generated"}
+     (mcq_mode generate: probabilities null, `generated` the raw answer text, predicted_index
+     null when it names no option)
     {"key": "<id>/q4", "id", "kind": "free", "question", "prediction", "reference"}
 
 Resume: a restart reads the keys already written and runs only the rest; a torn last line
@@ -154,7 +156,8 @@ def predict_batch(pipe, samples, cts, batch: list[WorkItem], max_new_tokens: int
             records.append({"key": item.key, "id": samples[item.sample].id, "kind": "mcq", "question": q.question,
                             "choices": list(q.choices), "answer_index": list(q.choices).index(q.answer),
                             "predicted_index": out.index, "probabilities": out.probabilities,
-                            "prediction": out.answer, "reference": q.answer})
+                            "prediction": out.answer, "reference": q.answer, "mcq_mode": out.mode,
+                            "generated": out.generated})
         return records
     outputs = pipe.answer(cts, [q.question for q in questions], params)
     for item, q, out in zip(batch, questions, outputs):

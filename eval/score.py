@@ -61,9 +61,11 @@ def _validate(record, where: str) -> None:
     if kind not in KINDS:
         raise CtscribeError(ErrorCode.INVALID_REQUEST, f"{where}: kind must be one of {KINDS}, got {kind!r}")
     if kind == "mcq":
-        for key in ("answer_index", "predicted_index"):
-            if not isinstance(record.get(key), int):
-                raise CtscribeError(ErrorCode.INVALID_REQUEST, f"{where}: mcq line needs an integer {key}")
+        if not isinstance(record.get("answer_index"), int):
+            raise CtscribeError(ErrorCode.INVALID_REQUEST, f"{where}: mcq line needs an integer answer_index")
+        predicted = record.get("predicted_index", "missing")
+        if predicted is not None and not isinstance(predicted, int):  # None: a generated answer naming no option
+            raise CtscribeError(ErrorCode.INVALID_REQUEST, f"{where}: mcq line needs an integer (or null) predicted_index")
     else:
         for key in ("prediction", "reference"):
             if not isinstance(record.get(key), str):

@@ -16,8 +16,9 @@ from collections import Counter
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
-def mcq_metrics(predicted_indices: list[int], answer_indices: list[int]) -> dict[str, float]:
-    """accuracy, precision, recall, f1 (macro over letters), n for multiple-choice answers."""
+def mcq_metrics(predicted_indices: list[int | None], answer_indices: list[int]) -> dict[str, float]:
+    """accuracy, precision, recall, f1 (macro over letters), n, unparsed for multiple-choice
+    answers. A None prediction (a generated answer that names no option) is wrong, and no letter."""
     if len(predicted_indices) != len(answer_indices):
         raise ValueError(f"{len(predicted_indices)} predictions but {len(answer_indices)} answers")
     n = len(answer_indices)
@@ -25,7 +26,7 @@ def mcq_metrics(predicted_indices: list[int], answer_indices: list[int]) -> dict
         return {"accuracy": 0.0, "precision": 0.0, "recall": 0.0, "f1": 0.0, "n": 0}
     pairs = list(zip(predicted_indices, answer_indices))
     accuracy = sum(p == a for p, a in pairs) / n
-    classes = sorted(set(predicted_indices) | set(answer_indices))
+    classes = sorted((set(predicted_indices) | set(answer_indices)) - {None})
     precisions, recalls, f1s = [], [], []
     per_letter = {}
     for c in classes:
@@ -45,6 +46,7 @@ def mcq_metrics(predicted_indices: list[int], answer_indices: list[int]) -> dict
         "recall": sum(recalls) / len(classes),
         "f1": sum(f1s) / len(classes),
         "n": n,
+        "unparsed": sum(p is None for p in predicted_indices),
         "per_letter": per_letter,
     }
 

@@ -378,6 +378,19 @@ def is_samf_release(directory: Path) -> bool:
     return isinstance(doc, dict) and "checkpoint" not in doc and is_release_config(doc)
 
 
+def _read_json_object(path: Path) -> dict | None:
+    """A JSON object file's content; None when absent; a clear error when it is not an object."""
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise invalid(f"unreadable {path.name}: {err}") from None
+    if not isinstance(doc, dict):
+        raise invalid(f"{path.name} must be a JSON object")
+    return doc
+
+
 def read_release_state(directory: Path) -> dict[str, torch.Tensor]:
     """All tensors of a transformers checkpoint: model.safetensors, its shards, or pytorch_model*.bin."""
     directory = Path(directory)
@@ -416,14 +429,17 @@ def load_samf_release(
 
     directory = Path(directory)
     hf_config = json.loads((directory / "config.json").read_text())
+    generation_config = _read_json_object(directory / "generation_config.json")
     parts = split_release_state(read_release_state(directory))
-    cfg = release_model_config(hf_config, parts, source=str(directory), vit_heads=vit_heads,
-                               aggregator_heads=aggregator_heads)
+    cfg = release_model_config(hf_config, parts, generation_config=generation_config, source=str(directory),
+                               vit_heads=vit_heads, aggregator_heads=aggregator_heads)
     if dtype is not None:
         cfg = cfg.replace(decoder=_replace(cfg.decoder, dtype=str(dtype).removeprefix("torch.")))
     try:
-        tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(directory), cfg.prompt)
-    except OSError as err:
+        # The slow (SentencePiece) tokenizer, as upstream loads it: a release directory may hold
+        # only tokenizer.model (+ tokenizer_config.json, added tokens).
+        tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(directory, use_fast=False), cfg.prompt)
+    except (OSError, ValueError, ImportError) as err:
         raise invalid(f"SAMF checkpoint tokenizer unreadable: {err}") from None
     lm = release_language_model(hf_config, parts["lm"], torch_dtype(cfg.decoder.dtype))
     model = build_release_model(cfg, parts, tokenizer, lm)

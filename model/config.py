@@ -30,6 +30,9 @@ from model.preprocess import PreprocessConfig
 
 PRESETS = ("tiny", "demo", "ctscribe", "samf-compat")
 GUIDANCE_MODES = ("off", "findings")
+BOS_MODES = ("always", "tokenizer")
+VISUAL_POSITIONS = ("placeholders", "after-first-token")
+MCQ_MODES = ("likelihood", "generate")
 _NOT_RENDERED_BY_PHANTOM = (
     "Pulmonary fibrotic sequela",
     "Mosaic attenuation pattern",
@@ -110,6 +113,10 @@ class DecoderConfig:
     """"" = the base LM's own tokenizer; "tiny-bpe" = the in-process test tokenizer."""
     attn_implementation: str = "sdpa"
     """Attention kernel: sdpa | eager (fast decode needs one of these)."""
+    stop_token_ids: tuple[int, ...] = ()
+    """Token ids that end generation; () = the tokenizer's EOS + the chat format's end of turn
+    (model/tokenizer.py). The SAMF release's are its `generation_config.json` eos ids, as
+    upstream's `generate()` stops on them (Phi-3: <|endoftext|>, <|assistant|>, <|end|>)."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +134,24 @@ class PromptConfig:
     report_instruction: str = "Write the findings and the impression of this chest CT report."
     """The report-generation request."""
     add_bos: bool = True
-    """Prepend the tokenizer's BOS token to every prompt."""
+    """bos="always": prepend the tokenizer's BOS token to every prompt."""
+    bos: str = "always"
+    """always: BOS (if add_bos) before every prompt whatever the tokenizer says (ctscribe);
+    tokenizer: the prompt is tokenised as `tokenizer(prompt)`, so BOS (and EOS) follow the
+    tokenizer's own add_bos_token / add_eos_token, as the SAMF release's evaluation does
+    (samf-compat; public Phi-3-mini tokenizers set add_bos_token false)."""
+    visual_positions: str = "placeholders"
+    """placeholders: the visual tokens replace the placeholder tokens, wherever they sit;
+    after-first-token: they overwrite the N positions after the prompt's first token, whatever
+    is there, as the SAMF release does (samf-compat; with a BOS-less tokenizer that keeps the
+    first placeholder as a token and overwrites the first text token)."""
+    suppress_placeholders: bool = True
+    """Never generate the placeholder / extra special tokens or pad (off in samf-compat:
+    upstream's generate() suppresses nothing)."""
+    mcq_mode: str = "likelihood"
+    """likelihood: every option scored by its mean token log-probability, the answer always an
+    option (ctscribe); generate: the answer text is generated freely and parsed to an option
+    (model/mcq_parse.py), the raw text kept, as the SAMF release's evaluation does (samf-compat)."""
     guidance: str = "off"
     """Diagnosis-driven decoding (PromptMRG): "findings" writes the label and attribute heads'
     findings into every prompt as text ("Seen: ... Not seen: ..."), so the decoder reports
@@ -183,8 +207,11 @@ class ModelConfig:
     labels: LabelHeadConfig = field(default_factory=LabelHeadConfig)
 
     def __post_init__(self) -> None:
-        if self.prompt.guidance not in GUIDANCE_MODES:
-            raise invalid(f"prompt.guidance must be one of {GUIDANCE_MODES}, got {self.prompt.guidance!r}")
+        for name, allowed in (("guidance", GUIDANCE_MODES), ("bos", BOS_MODES),
+                              ("visual_positions", VISUAL_POSITIONS), ("mcq_mode", MCQ_MODES)):
+            value = getattr(self.prompt, name)
+            if value not in allowed:
+                raise invalid(f"prompt.{name} must be one of {allowed}, got {value!r}")
         unknown = set(self.prompt.guidance_labels) - set(self.labels.names)
         if unknown:
             raise invalid(f"prompt.guidance_labels not in the label head: {sorted(unknown)}")
@@ -336,13 +363,19 @@ def _samf_compat() -> ModelConfig:
         aggregator=AggregatorConfig(variant="compat", d_volume=256, n_layers=2, n_heads=8, d_ff=1024, dropout=0.1),
         fusion=FusionConfig(name="samf-compat", slice_tokens=False),
         decoder=DecoderConfig(
-            name_or_path="microsoft/Phi-3-mini-4k-instruct", hidden_size=3072, lora_r=0, dtype="bfloat16"
+            # float32: upstream's evaluation loads with from_pretrained(...) and no dtype.
+            name_or_path="microsoft/Phi-3-mini-4k-instruct", hidden_size=3072, lora_r=0, dtype="float32"
         ),
         prompt=PromptConfig(
             chat_format="samf-raw",
             vision_token="<im_patch>",
             extra_special_tokens=("<bx_start>", "<bx_end>"),
+            # The first of upstream's 42 caption templates; see README "SAMF compatibility".
             report_instruction="Can you provide a caption consists of findings for this medical image?",
+            bos="tokenizer",
+            visual_positions="after-first-token",
+            suppress_placeholders=False,
+            mcq_mode="generate",
         ),
         labels=LabelHeadConfig(enabled=False),
     )

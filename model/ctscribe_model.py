@@ -178,20 +178,36 @@ class CTScribeModel(nn.Module):
             plane_ids=visual.plane_ids,
             positions=visual.positions,
         )
-        return self.splice(embeds, input_ids, fused), fused
+        return self.splice(embeds, input_ids, fused, attention_mask), fused
 
-    def splice(self, embeds: torch.Tensor, input_ids: torch.Tensor, fused: FusionOutput) -> torch.Tensor:
-        """Write the visual tokens, in order, into the rows where `input_ids` is the placeholder."""
+    def visual_slots(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, n: int) -> torch.Tensor:
+        """(B, T) bool: the positions the n visual tokens are written to (prompt.visual_positions)."""
+        where = input_ids == self.vision_token_id  # (B, T)
+        counts = where.sum(dim=1)
+        if bool((counts != n).any()):
+            raise invalid(f"each prompt must hold {n} placeholder tokens, found {counts.tolist()}")
+        if self.cfg.prompt.visual_positions == "placeholders":
+            return where
+        # after-first-token (the SAMF release): positions first+1 .. first+n of each row, where
+        # `first` is the row's first real token (rows are left padded).
+        real = attention_mask.bool()
+        first = real.long().argmax(dim=1, keepdim=True)  # (B, 1)
+        if bool(((real.sum(dim=1, keepdim=True)) < n + 1).any()):
+            raise invalid(f"each prompt must hold at least {n + 1} tokens")
+        offset = torch.arange(input_ids.shape[1], device=input_ids.device)[None] - first  # (B, T)
+        return (offset >= 1) & (offset <= n)
+
+    def splice(
+        self, embeds: torch.Tensor, input_ids: torch.Tensor, fused: FusionOutput, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Write the visual tokens, in order, into their positions (`visual_slots`)."""
         tokens = fused.tokens  # (B, N, d_model)
         repeat = int(fused.extras.get("repeat", 1))
         if repeat > 1:
             tokens = tokens.repeat_interleave(repeat, dim=1)  # (B, N * repeat, d_model)
-        where = input_ids == self.vision_token_id  # (B, T)
-        counts = where.sum(dim=1)
-        if bool((counts != tokens.shape[1]).any()):
-            raise invalid(
-                f"each prompt must hold {tokens.shape[1]} placeholder tokens, found {counts.tolist()}"
-            )
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        where = self.visual_slots(input_ids, attention_mask, int(tokens.shape[1]))
         # masked_scatter fills the True positions in row-major order: row b's placeholders get
         # row b's tokens in sequence, wherever the placeholders sit.
         return embeds.masked_scatter(where.unsqueeze(-1), tokens.to(embeds.dtype))

@@ -9,24 +9,28 @@ job; this module only builds and wraps modules.
 
 from __future__ import annotations
 
-import logging
+import dataclasses
 import warnings
 
 import torch
 from torch import nn
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from model.config import DecoderConfig
 from model.errors import invalid
 
-# transformers 5 renamed the KV cache argument/output `past_key_values` to `cache` and warns on
-# every use of the old name (a FutureWarning from the forward, a logged notice from the output);
-# the old name is the one every supported transformers (>= 4.46) understands, so it stays and
-# the notices go. PEFT still reads the deprecated `is_gradient_checkpointing` when wrapping.
-# Filters match these messages only; anything else transformers or PEFT say still shows.
-_RENAMED_CACHE = "`past_key_values`/`cache_params` are deprecated"
-warnings.filterwarnings("ignore", message=r"`past_key_values` is deprecated", category=FutureWarning)
+# transformers 5.19 renamed the KV cache argument/output `past_key_values` to `cache` (the old
+# name goes in 5.40). The decoder passes and reads the cache under the name the installed
+# version uses (CACHE_ARG, `cache_of`), so no deprecated name is used on any supported version.
+# PEFT still reads the deprecated `is_gradient_checkpointing` when wrapping; that notice goes.
+CACHE_ARG = "cache" if "cache" in {f.name for f in dataclasses.fields(CausalLMOutputWithPast)} else "past_key_values"
 warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
-logging.getLogger("transformers.utils.generic").addFilter(lambda record: _RENAMED_CACHE not in record.getMessage())
+
+
+def cache_of(output):
+    """The KV cache an LM forward returned (`.cache`, or `.past_key_values` before 5.19)."""
+    return getattr(output, CACHE_ARG)
+
 
 LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 LORA_TARGETS: dict[str, tuple[str, ...]] = {
@@ -148,15 +152,15 @@ class Decoder(nn.Module):
         input_ids: torch.Tensor | None = None,
         logits_to_keep: int = 0,
     ):
-        """The LM's output (`.logits`, `.past_key_values`); no loss (the model computes it)."""
+        """The LM's output (`.logits`, its KV cache: `cache_of(output)`); no loss (the model computes it)."""
         return self.lm(
             input_ids=input_ids,
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             use_cache=use_cache,
             logits_to_keep=logits_to_keep,
+            **({CACHE_ARG: past_key_values} if past_key_values is not None else {}),
         )
 
     def merge(self) -> None:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from transformers import StaticCache
 
+from model.decoder import CACHE_ARG
+
 # Cache lengths are rounded up to a multiple of this so a handful of graphs serve all prompts.
 CACHE_BUCKET_TOKENS = 256
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
@@ -145,8 +147,8 @@ class FastDecoder:
             position_ids=state.position_ids,
             cache_position=state.cache_position,
             attention_mask=state.mask,
-            past_key_values=state.cache,
             use_cache=True,
+            **{CACHE_ARG: state.cache},
         )
         return out.logits[:, -1, :]
 
@@ -207,8 +209,8 @@ class FastDecoder:
             position_ids=positions,
             cache_position=torch.arange(prompt_len, device=state.device),
             attention_mask=prefill_mask,
-            past_key_values=state.cache,
             use_cache=True,
+            **{CACHE_ARG: state.cache},
         )
         logits = out.logits[:, -1, :]
 

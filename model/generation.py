@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from model.ctscribe_model import position_ids_from_mask
-from model.decoder import Decoder
+from model.decoder import Decoder, cache_of
 from model.errors import invalid
 from model.fast_decode import MIN_SAMPLING_TEMPERATURE, pick_next_token
 
@@ -108,7 +108,7 @@ def generate(
     suppress = torch.tensor(list(suppress_ids), dtype=torch.long, device=dev)
 
     out = decoder(inputs_embeds=inputs_embeds, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
-    past = out.past_key_values
+    past = cache_of(out)
     logits = out.logits[:, -1]  # (A, V): A rows still generating, A = B at first
     next_pos = positions[:, -1:] + 1  # (A, 1)
     active = list(range(b))  # (A,) the batch row each generating row is
@@ -142,7 +142,7 @@ def generate(
             past_key_values=past,
             use_cache=True,
         )
-        past = out.past_key_values
+        past = cache_of(out)
         logits = out.logits[:, -1]
         next_pos = next_pos + 1
     return rows
@@ -236,7 +236,7 @@ def score_options_shared(
     first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (Q, V): predicts each option's first token
     counts = [len(o) for o in options]
     which = torch.repeat_interleave(torch.arange(len(options), device=dev), torch.tensor(counts, device=dev))
-    past = out.past_key_values
+    past = cache_of(out)
     past.batch_select_indices(which)  # (R, ...) one copy of each prompt's cache per option
     flat = [ids for opts in options for ids in opts]
     if any(not ids for ids in flat):

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from model.batching import pad_prompts, stack_cts, to_device
-from model.config import ModelConfig
+from model.config import MCQ_MODES, ModelConfig
 from model.consistency import check_mode, guard
 from model.ctscribe_model import CTScribeModel, VisualFeatures, assemble
 from model.errors import invalid
@@ -47,8 +47,8 @@ class Pipeline:
         self.source = source
         """Preset name or checkpoint path this pipeline came from."""
         self._weights_hash: str | None = None
-        self._stop_ids = stop_token_ids(tokenizer, self.config.prompt)
-        self._suppress_ids = never_generate_ids(tokenizer, self.config.prompt)
+        self._stop_ids = stop_token_ids(tokenizer, self.config.prompt, self.config.decoder.stop_token_ids)
+        self._suppress_ids = never_generate_ids(tokenizer, self.config.prompt, self._stop_ids)
         self._fast = None
         """A `FastDecoder` once `enable_fast_decode` ran; None decodes with HF's dynamic cache."""
 
@@ -235,18 +235,61 @@ class Pipeline:
         )
         return [AnswerOutput(text=self._decode(ids), n_tokens=len(ids), timings_s=dict(timings)) for ids in rows]
 
-    @torch.inference_mode()
     def choose(
-        self, cts: list[PreparedCT], questions: list[str], choices: list[list[str]], findings: Sequence | None = None
+        self,
+        cts: list[PreparedCT],
+        questions: list[str],
+        choices: list[list[str]],
+        findings: Sequence | None = None,
+        mode: str | None = None,
+        params: GenerationParams | None = None,
     ) -> list[ChoiceOutput]:
-        """Multiple choice by likelihood: every option of every question scored in one pass;
-        `findings` as in `report`."""
+        """Multiple choice, one question per CT; `findings` as in `report`. `mode` (default: the
+        config's `prompt.mcq_mode`): likelihood scores every option in one pass and always picks
+        one; generate writes the answer freely (greedy unless `params` say otherwise) and parses
+        it to an option (model/mcq_parse.py), keeping the text."""
+        mode = mode or self.config.prompt.mcq_mode
+        if mode not in MCQ_MODES:
+            raise invalid(f"mcq mode must be one of {MCQ_MODES}, got {mode!r}")
         if not (len(cts) == len(questions) == len(choices)):
             raise invalid(f"{len(cts)} CTs, {len(questions)} questions and {len(choices)} choice lists must match")
         if not cts:
             return []
-        cfg = self.config.prompt
         options = [check_choices(c) for c in choices]
+        if mode == "generate":
+            return self._choose_by_generation(cts, questions, options, findings, params)
+        return self._choose_by_likelihood(cts, questions, options, findings)
+
+    def _choose_by_generation(self, cts, questions, options, findings, params) -> list[ChoiceOutput]:
+        from model.mcq_parse import parse_choice
+
+        cfg = self.config.prompt
+        rows, _, _, _, timings, _ = self._generate(
+            cts, lambda n, g: [mcq_prompt(cfg, n, q, opts, g[i]) for i, (q, opts) in enumerate(zip(questions, options))],
+            params, None, findings,
+        )
+        out = []
+        for ids, opts in zip(rows, options):
+            text = self._decode(ids)
+            index = parse_choice(text, opts)
+            result = ChoiceOutput(
+                answer=None if index is None else opts[index],
+                index=index,
+                letter=None if index is None else LETTERS[index],
+                probabilities=None,
+                timings_s=dict(timings),
+                mode="generate",
+                generated=text,
+            )
+            if index is None:
+                result.warnings.append({"code": "mcq_answer_unparsed",
+                                        "message": "the generated answer names no single option; see `generated`"})
+            out.append(result)
+        return out
+
+    @torch.inference_mode()
+    def _choose_by_likelihood(self, cts, questions, options, findings) -> list[ChoiceOutput]:
+        cfg = self.config.prompt
         t0 = time.perf_counter()
         visual, batch = self._encode(cts)
         guidance = self._guidance(visual, findings)[0]

@@ -7,8 +7,10 @@ samf-compat); the model overwrites exactly those positions with the fusion's vis
   `{answer}<|end|>` (Phi-3-mini-4k-instruct's own template).
 - `chatml` (demo, tiny; SmolLM2's template): `<|im_start|>system\n{system}<|im_end|>\n
   <|im_start|>user\n{vision}\n{text}<|im_end|>\n<|im_start|>assistant\n`, answer `{answer}<|im_end|>`.
-- `samf-raw` (§4.6): BOS + `<im_patch>` * 256 + text, no template, no space; MCQ text
+- `samf-raw` (§4.6): `<im_patch>` * 256 + text, no template, no space; MCQ text
   `" " + question + " Choices: a. A b. B c. C d. D"`, answers `"b. text."`.
+BOS: prepended by `encode` (bos="always"), or whatever `tokenizer(prompt)` adds (bos="tokenizer",
+samf-compat: upstream tokenises that way, so the tokenizer's add_bos_token decides).
 """
 
 from __future__ import annotations
@@ -103,9 +105,12 @@ def encode(
     Prompt and answer are tokenised separately so the boundary is exact: the fusion may
     read only the prompt part, and the loss only covers the answer part.
     """
-    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    if cfg.add_bos and tokenizer.bos_token_id is not None:
-        ids = [int(tokenizer.bos_token_id), *ids]
+    if cfg.bos == "tokenizer":  # exactly upstream's `tokenizer(question)`
+        ids = tokenizer(prompt)["input_ids"]
+    else:
+        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if cfg.add_bos and tokenizer.bos_token_id is not None:
+            ids = [int(tokenizer.bos_token_id), *ids]
     labels = [-100] * len(ids)
     n_prompt = len(ids)
     if answer is not None:

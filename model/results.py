@@ -43,17 +43,23 @@ class AnswerOutput:
 
 @dataclass
 class ChoiceOutput:
-    answer: str
-    """The chosen option's text (always one of the choices)."""
-    index: int
-    """Index of the chosen option."""
-    letter: str
-    """a, b, c, ... of the chosen option."""
-    probabilities: list[float]
-    """One per option, summing to 1 (softmax of the length-normalised log-likelihoods)."""
+    answer: str | None
+    """The chosen option's text (one of the choices); None when a generated answer names none."""
+    index: int | None
+    """Index of the chosen option (None: unparsed)."""
+    letter: str | None
+    """a, b, c, ... of the chosen option (None: unparsed)."""
+    probabilities: list[float] | None
+    """mode likelihood: one per option, summing to 1 (softmax of the length-normalised
+    log-likelihoods); mode generate: None."""
     timings_s: dict[str, float] = field(default_factory=dict)
     warnings: list[dict] = field(default_factory=list)
-    """Structured warnings about this result, each {code, message, ...} (see ReportOutput.warnings)."""
+    """Structured warnings about this result, each {code, message, ...} (see ReportOutput.warnings;
+    plus `mcq_answer_unparsed`)."""
+    mode: str = "likelihood"
+    """How the option was chosen: likelihood | generate (model.config.MCQ_MODES)."""
+    generated: str | None = None
+    """mode generate: the answer text as generated (parsed by model.mcq_parse)."""
 
     def to_dict(self) -> dict:
         return asdict(self)

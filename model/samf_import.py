@@ -70,10 +70,29 @@ def _count(keys, pattern: str) -> int:
     return max(found) + 1
 
 
+def release_dtype(hf_config: dict) -> str:
+    """The LM dtype of upstream's evaluation, `from_pretrained(...)` without a dtype, as the
+    transformers this project runs reads it (DESIGN.md §4.6): the dtype config.json names
+    (`torch_dtype`, or `dtype` as transformers 5 writes it), else float32. (transformers 4.41,
+    which upstream pinned, loaded float32 even then; `model.load(dtype=torch.float32)` does that.)"""
+    return str(hf_config.get("torch_dtype") or hf_config.get("dtype") or "float32")
+
+
+def release_stop_ids(hf_config: dict, generation_config: dict | None) -> tuple[int, ...]:
+    """The ids upstream's `generate()` stops on: generation_config.json's eos_token_id (int or
+    list), else config.json's."""
+    for doc in (generation_config or {}, hf_config):
+        eos = doc.get("eos_token_id")
+        if eos is not None:
+            return tuple(int(i) for i in (eos if isinstance(eos, list) else [eos]))
+    return ()
+
+
 def release_model_config(
     hf_config: dict,
     parts: dict[str, dict[str, torch.Tensor]],
     *,
+    generation_config: dict | None = None,
     source: str = "",
     vit_heads: int | None = None,
     aggregator_heads: int | None = None,
@@ -106,7 +125,8 @@ def release_model_config(
         n_kv_heads=int(hf_config.get("num_key_value_heads") or hf_config.get("num_attention_heads", 1)),
         intermediate_size=int(hf_config.get("intermediate_size", base.decoder.intermediate_size)),
         max_position_embeddings=int(hf_config.get("max_position_embeddings", base.decoder.max_position_embeddings)),
-        lora_r=0, tokenizer=source, dtype=str(hf_config.get("torch_dtype") or base.decoder.dtype),
+        lora_r=0, tokenizer=source, dtype=release_dtype(hf_config),
+        stop_token_ids=release_stop_ids(hf_config, generation_config),
     )
     return base.replace(encoder=encoder, aggregator=aggregator, fusion=replace(base.fusion, name=fusion_name),
                         decoder=decoder)

@@ -87,8 +87,12 @@ def vision_token_id(tokenizer, prompt: PromptConfig) -> int:
     return int(tokenizer.convert_tokens_to_ids(prompt.vision_token))
 
 
-def stop_token_ids(tokenizer, prompt: PromptConfig) -> tuple[int, ...]:
-    """Ids that end an answer: EOS and the chat format's end-of-turn token."""
+def stop_token_ids(tokenizer, prompt: PromptConfig, configured: tuple[int, ...] = ()) -> tuple[int, ...]:
+    """Ids that end an answer: `configured` (the decoder config's `stop_token_ids`, e.g. a
+    release's generation_config.json eos ids) when given, else EOS and the chat format's
+    end-of-turn token."""
+    if configured:
+        return tuple(dict.fromkeys(int(i) for i in configured))
     ids = []
     if tokenizer.eos_token_id is not None:
         ids.append(int(tokenizer.eos_token_id))
@@ -98,11 +102,14 @@ def stop_token_ids(tokenizer, prompt: PromptConfig) -> tuple[int, ...]:
     return tuple(dict.fromkeys(ids))
 
 
-def never_generate_ids(tokenizer, prompt: PromptConfig) -> tuple[int, ...]:
-    """Ids generation must never emit: the placeholder(s) and the pad token (if not a stop token)."""
+def never_generate_ids(tokenizer, prompt: PromptConfig, stops: tuple[int, ...] = ()) -> tuple[int, ...]:
+    """Ids generation must never emit: the placeholder(s) and the pad token (if not a stop token);
+    none when `prompt.suppress_placeholders` is off (samf-compat: upstream suppresses nothing)."""
+    if not prompt.suppress_placeholders:
+        return ()
     ids = [vision_token_id(tokenizer, prompt)]
     ids += [int(tokenizer.convert_tokens_to_ids(t)) for t in prompt.extra_special_tokens]
-    stops = set(stop_token_ids(tokenizer, prompt))
+    stops = set(stops or stop_token_ids(tokenizer, prompt))
     if tokenizer.pad_token_id is not None and tokenizer.pad_token_id not in stops:
         ids.append(int(tokenizer.pad_token_id))
     return tuple(dict.fromkeys(ids))

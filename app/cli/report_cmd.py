@@ -42,6 +42,11 @@ def register(subparsers) -> None:
     vqa.add_argument(
         "--choice", action="append", default=[], metavar="TEXT", help="a multiple-choice option (repeat 2-8 times)"
     )
+    vqa.add_argument(
+        "--mcq-mode", choices=("likelihood", "generate"), default=None,
+        help="multiple choice by option likelihood or by generating the answer and parsing it "
+        "(default: the model's; samf-compat generates, as the SAMF release does)",
+    )
     vqa.set_defaults(func=run_vqa)
 
 
@@ -106,6 +111,15 @@ def print_warnings(warnings: list[dict]) -> None:
     """One line `warning: <code>: <message>` each, on stderr (stdout keeps the result alone)."""
     for w in warnings:
         print(f"warning: {w['code']}: {w['message']}", file=sys.stderr)
+
+
+def _choice_line(out) -> str:
+    """`b. text  (p=0.71)` (likelihood), `b. text  (generated: "...")`, or the raw text if unparsed."""
+    if out.index is None:
+        return f"(no option named) generated: {out.generated!r}"
+    if out.probabilities is not None:
+        return f"{out.letter}. {out.answer}  (p={out.probabilities[out.index]:.2f})"
+    return f"{out.letter}. {out.answer}  (generated: {out.generated!r})"
 
 
 def _params(args: argparse.Namespace):
@@ -178,7 +192,7 @@ def run_vqa(args: argparse.Namespace) -> int:
     params = _params(args)
     pipe, ct, volume, timings = _prepare(args)
     if args.choice:
-        out = pipe.choose([ct], [args.question], [args.choice])[0]
+        out = pipe.choose([ct], [args.question], [args.choice], mode=args.mcq_mode, params=params)[0]
         attach([out], input_warnings(pipe.trained_on, volume.source_hint))
         timings.update(out.timings_s)
         doc = {
@@ -188,9 +202,11 @@ def run_vqa(args: argparse.Namespace) -> int:
             "index": out.index,
             "letter": out.letter,
             "probabilities": out.probabilities,
+            "mcq_mode": out.mode,
+            "generated": out.generated,
             **_envelope(pipe, volume, timings),
         }
-        text = f"{out.letter}. {out.answer}  (p={out.probabilities[out.index]:.2f})"
+        text = _choice_line(out)
     else:
         out = pipe.answer([ct], [args.question], params)[0]
         attach([out], input_warnings(pipe.trained_on, volume.source_hint))

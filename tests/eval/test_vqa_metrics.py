@@ -30,3 +30,12 @@ def test_squad_normalisation_exact_match_and_token_f1():
     out = free_text_metrics(["yes", "left lung"], ["Yes.", "right lung"])
     assert out["exact_match"] == pytest.approx(0.5)
     assert out["token_f1"] == pytest.approx((1 + 0.5) / 2)
+
+
+def test_an_unparsed_generated_answer_is_wrong_and_no_letter():
+    m = mcq_metrics([0, None, 1, None], [0, 1, 1, 2])
+    assert m["accuracy"] == pytest.approx(0.5)
+    assert m["unparsed"] == 2
+    assert set(m["per_letter"]) == {"a", "b", "c"}
+    assert m["per_letter"]["b"]["recall"] == pytest.approx(0.5)  # one of two b's answered
+    assert m["per_letter"]["c"]["recall"] == 0.0

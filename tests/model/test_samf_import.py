@@ -30,15 +30,18 @@ def _r(g, *shape, scale=0.1):
     return torch.randn(*shape, generator=g) * scale
 
 
-def release_checkpoint(directory, ao2d: bool, seed: int = 0):
-    """Write config.json, model.safetensors and tokenizer files as the release lays them out."""
+def release_hf_config(tokenizer, ao2d: bool) -> dict:
+    """The release's config.json (LlavaPhi3Config) at tiny sizes."""
+    return dict(model_type="llava_phi3", architectures=["LlavaPhi3ForCausalLM"], vocab_size=len(tokenizer),
+                hidden_size=D_MODEL, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=4, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
+                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                tie_word_embeddings=False, mm_fuse_type="ao2d" if ao2d else "samf", vision_tower="dino_vitb16")
+
+
+def release_state(hf: dict, ao2d: bool, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random tensors under the release's names: Phi-3 LM, DINO ViT, VolumeAggregator, SAMF / Ao2D."""
     g = torch.Generator().manual_seed(seed)
-    tokenizer = build_tiny_tokenizer(SAMF_PROMPT)
-    hf = dict(model_type="llava_phi3", architectures=["LlavaPhi3ForCausalLM"], vocab_size=len(tokenizer),
-              hidden_size=D_MODEL, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-              num_key_value_heads=4, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
-              bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-              tie_word_embeddings=False, mm_fuse_type="ao2d" if ao2d else "samf", vision_tower="dino_vitb16")
     torch.manual_seed(seed)
     lm = Phi3ForCausalLM(Phi3Config(**{k: v for k, v in hf.items() if k not in ("model_type", "architectures")}))
     state = {k: v.contiguous() for k, v in lm.state_dict().items()}
@@ -61,6 +64,14 @@ def release_checkpoint(directory, ao2d: bool, seed: int = 0):
     if ao2d:
         fusion |= {"project_text.weight": _r(g, D_MODEL, D_MODEL), "project_text.bias": _r(g, D_MODEL)}
     state |= {"model.mm_fusion." + k: v for k, v in fusion.items()}
+    return state
+
+
+def release_checkpoint(directory, ao2d: bool, seed: int = 0):
+    """Write config.json, model.safetensors and tokenizer files as the release lays them out."""
+    tokenizer = build_tiny_tokenizer(SAMF_PROMPT)
+    hf = release_hf_config(tokenizer, ao2d)
+    state = release_state(hf, ao2d, seed)
     directory.mkdir(parents=True, exist_ok=True)
     save_file(state, str(directory / "model.safetensors"))
     (directory / "config.json").write_text(json.dumps(hf))
@@ -68,8 +79,10 @@ def release_checkpoint(directory, ao2d: bool, seed: int = 0):
     return state, hf, tokenizer
 
 
-def reference_logits(state, hf, slices, input_ids, ao2d: bool) -> torch.Tensor:
-    """§4.6 written out from the raw release tensors, float64 where it is ours, HF Phi-3 for the LM."""
+def reference_inputs_embeds(state, slices, input_ids, ao2d: bool) -> torch.Tensor:
+    """(1, T, D) §4.6 written out from the raw release tensors (float64 where it is not the LM's),
+    spliced as upstream's `prepare_inputs_for_multimodal` does: positions 1..256, whatever the
+    tokens there (`cat(embeds[:, :1], image_features, embeds[:, 257:])`)."""
     vision = {k[len("model.vision_tower.vision_tower."):]: v for k, v in state.items() if ".vision_tower." in k}
     proj = {k[len("model.mm_projector."):]: v.double() for k, v in state.items() if ".mm_projector." in k}
     fus = {k[len("model.mm_fusion."):]: v.double() for k, v in state.items() if ".mm_fusion." in k}
@@ -101,12 +114,20 @@ def reference_logits(state, hf, slices, input_ids, ao2d: bool) -> torch.Tensor:
         parts.append((torch.softmax(pt @ p2.T, -1) @ p2).mean(0))
     z = fus["fusion_layer.weight"] @ torch.cat(parts) + fus["fusion_layer.bias"]  # (D,)
 
-    # The release overwrites positions 1..256 (after BOS) with z.
-    spliced = torch.cat([e[:1], z.expand(N_PLACEHOLDERS, -1), e[1 + N_PLACEHOLDERS:]])[None].float()
+    return torch.cat([e[:1], z.expand(N_PLACEHOLDERS, -1), e[1 + N_PLACEHOLDERS:]])[None].float()
+
+
+def reference_lm(state, hf) -> Phi3ForCausalLM:
+    """The release's LM as upstream's `from_pretrained` without a dtype gives it: in the dtype
+    config.json names, else float32."""
     lm = Phi3ForCausalLM(Phi3Config(**{k: v for k, v in hf.items() if k not in ("model_type", "architectures")}))
     lm.load_state_dict({k: v for k, v in state.items() if k.startswith(("model.embed", "model.layers", "model.norm", "lm_head"))})
+    return lm.to(getattr(torch, hf.get("torch_dtype") or "float32")).eval()
+
+
+def reference_logits(state, hf, slices, input_ids, ao2d: bool) -> torch.Tensor:
     with torch.no_grad():
-        return lm.eval()(inputs_embeds=spliced).logits[0]
+        return reference_lm(state, hf)(inputs_embeds=reference_inputs_embeds(state, slices, input_ids, ao2d)).logits[0]
 
 
 @pytest.mark.parametrize("ao2d", [False, True], ids=["samf", "ao2d"])
@@ -132,7 +153,7 @@ def test_release_checkpoint_matches_the_reference_computation(tmp_path, ao2d):
 def test_imported_model_saves_as_a_ctscribe_checkpoint(tmp_path):
     release_checkpoint(tmp_path / "release", ao2d=True)
     pipe = model.load(tmp_path / "release")
-    assert pipe.config.decoder.dtype == "bfloat16"  # the preset's, as the release runs
+    assert pipe.config.decoder.dtype == "float32"  # no torch_dtype in config.json: from_pretrained's float32
     pipe.save(tmp_path / "converted")
     again = model.load(tmp_path / "converted")
     ids = torch.tensor([[1, 5, 7, 9]])
