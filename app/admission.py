@@ -1,9 +1,12 @@
 """Admission control: a global cap on requests in flight and a cap per API key.
 
-A request holds a `Ticket` from before its upload is read until its result is ready, so
-uploads, decoded volumes and queued model work are all bounded by the same numbers. Over a
-key's cap -> 429 (that caller should slow down); over the global cap -> 503 (the service is
-full); both carry Retry-After. Background jobs wait for a slot instead of being refused.
+A request takes a `Ticket` once its upload is complete (a slow upload must not hold a slot:
+receiving is bounded by its own deadline and minimum rate, app.uploads) and holds it until its
+result is ready AND its model compute has stopped, so decoded volumes, queued and running
+model work are all bounded by the same numbers, also when a client leaves or times out. Over
+a key's cap -> 429 (that caller should slow down); over the global cap -> 503 (the service is
+full); both carry Retry-After. `check` says so before a body is read, without taking a slot.
+Background jobs wait for a slot instead of being refused.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ from app.errors import Overloaded
 
 
 class Ticket:
-    """One admitted request. `release()` is idempotent; also a context manager."""
+    """One admitted request. `release()` is idempotent; also a context manager.
+
+    While model work runs for it (`hold()` ... `unhold()`), `release()` only marks it done: the
+    slot is freed when the compute stops, even if the caller gave up earlier."""
 
     def __init__(self, admission: Admission, key: str, timeout_s: float):
         self._admission = admission
@@ -24,12 +30,25 @@ class Ticket:
         self.admitted_at = time.monotonic()
         self.deadline = self.admitted_at + timeout_s
         self._released = False
+        self._done = False
+        self._holds = 0
 
     def remaining_s(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
 
+    def hold(self) -> None:
+        self._holds += 1
+
+    def unhold(self) -> None:
+        self._holds -= 1
+        self._free_if_idle()
+
     def release(self) -> None:
-        if not self._released:
+        self._done = True
+        self._free_if_idle()
+
+    def _free_if_idle(self) -> None:
+        if self._done and self._holds <= 0 and not self._released:
             self._released = True
             self._admission._release(self.key)
 
@@ -65,6 +84,11 @@ class Admission:
 
     def try_acquire(self, key: str) -> Ticket:
         """Admit now or raise `Overloaded` (429 for this key, 503 for the service)."""
+        self.check(key)
+        return self._take(key)
+
+    def check(self, key: str) -> None:
+        """Raise `Overloaded` if `try_acquire` would now; takes nothing."""
         if self._per_key[key] >= self.per_key_limit:
             raise Overloaded(
                 f"this API key already has {self.per_key_limit} requests in flight", "key", self.retry_after_s
@@ -73,7 +97,6 @@ class Admission:
             raise Overloaded(
                 f"the service has {self.global_limit} requests in flight", "global", self.retry_after_s
             )
-        return self._take(key)
 
     async def acquire_wait(self, key: str) -> Ticket:
         """Wait for a slot (background jobs)."""

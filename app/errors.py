@@ -57,9 +57,21 @@ class Overloaded(CtscribeError):
         self.retry_after_s = retry_after_s
 
 
+class UploadTimeout(CtscribeError):
+    """The request body did not arrive in time (deadline or minimum rate): 408, code `timeout`.
+
+    The client was too slow, not the service (a 504), so the status differs; the code stays one
+    of the designed set."""
+
+    def __init__(self, message: str):
+        super().__init__(ErrorCode.TIMEOUT, message)
+
+
 def status_for(err: CtscribeError) -> int:
     if isinstance(err, Overloaded):
         return 429 if err.scope == "key" else 503
+    if isinstance(err, UploadTimeout):
+        return 408
     return http_status_for(err.code)
 
 
@@ -98,6 +110,8 @@ def problem_for_error(request: Request, err: CtscribeError) -> JSONResponse:
     if status in (429, 503):
         retry = getattr(err, "retry_after_s", DEFAULT_RETRY_AFTER_S)
         headers = {"Retry-After": str(int(retry))}
+    elif status == 408:
+        headers = {"Connection": "close"}  # the rest of the body is never read
     return problem_response(request, status, err.code.value, err.message, headers)
 
 

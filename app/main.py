@@ -69,7 +69,8 @@ def create_app(settings: Settings | None = None, pipeline: Any = None) -> FastAP
     settings = settings or Settings()
     metrics = Metrics()
     service = InferenceService(settings, pipeline=pipeline, metrics=metrics)
-    job_store = JobStore(settings.max_jobs, settings.job_ttl_s, settings.retry_after_s)
+    job_store = JobStore(settings.max_jobs, settings.job_ttl_s, settings.retry_after_s,
+                         max_jobs_per_key=settings.max_jobs_per_key, path=settings.jobs_db)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

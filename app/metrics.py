@@ -37,6 +37,12 @@ class Metrics:
             "ctscribe_batch_size", "Requests per model call", buckets=(1, 2, 3, 4, 6, 8, 12, 16), registry=r
         )
         self.tokens = Counter("ctscribe_generated_tokens_total", "Tokens generated", registry=r)
+        self.cancelled = Counter(
+            "ctscribe_cancelled_total",
+            "Model requests cancelled before their result: the client left (client_gone) or the "
+            "deadline passed (timeout); their generation stops at the next token",
+            ["reason"], registry=r,
+        )
         self.tokens_per_s = Gauge(
             "ctscribe_tokens_per_second", "Generated tokens per second of the last model call", registry=r
         )

@@ -6,12 +6,16 @@ from concurrent requests that arrives within `batch_wait_ms` (up to `max_batch`,
 and generation parameters) runs as ONE `pipe.report` / `pipe.answer` / `pipe.choose` call
 on a single model thread (torch releases the GIL, so the event loop keeps serving). A GPU
 out-of-memory error fails only the requests it hit (retryable 503) and the server goes on.
+A request whose client left or whose deadline passed is cancelled: its row of the batch stops
+generating at the next token (the others go on), it is counted, and its admission slot is
+freed only once the compute it started has stopped, so admission bounds the backlog.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -69,6 +73,9 @@ class _Work:
     ct: Any
     future: asyncio.Future
     on_text: Callable[[str], None] | None
+    ticket: Ticket | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    """Set when the result is no longer wanted; the model thread checks it every token."""
     enqueued_at: float = field(default_factory=time.perf_counter)
     started_at: float = 0.0
 
@@ -248,22 +255,30 @@ class InferenceService:
         """Queue the model work, wait for its batch, and build the response payload."""
         pipe = self._require_ready()
         kind = "report" if isinstance(task, ReportTask) else ("choose" if task.choices else "answer")
-        work = _Work(kind, task, prepared.ct, asyncio.get_running_loop().create_future(), on_text)
+        work = _Work(kind, task, prepared.ct, asyncio.get_running_loop().create_future(), on_text, ticket)
         self._pending.append(work)
         self.metrics.queue_depth.set(len(self._pending))
         self._wakeup.set()
         try:
             output, batch_info = await asyncio.wait_for(work.future, ticket.remaining_s())
         except asyncio.TimeoutError:
+            self._cancel(work, "timeout")
             raise CtscribeError(
                 ErrorCode.TIMEOUT, f"no result within {self.settings.request_timeout_s:g} s"
             ) from None
+        except asyncio.CancelledError:  # the client went away (or the server is stopping)
+            self._cancel(work, "client_gone")
+            raise
         timings = dict(prepared.timings_s)
         timings["queue"] = work.started_at - work.enqueued_at
         timings.update({k: float(v) for k, v in (output.timings_s or {}).items()})
         timings["total"] = time.monotonic() - ticket.admitted_at
         self.metrics.observe_stages(timings)
         return self._payload(pipe, prepared, task, output, timings, batch_info)
+
+    def _cancel(self, work: _Work, reason: str) -> None:
+        work.cancel.set()
+        self.metrics.cancelled.labels(reason=reason).inc()
 
     def _payload(self, pipe, prepared, task, output, timings, batch_info) -> dict:
         from model.provenance import attach, input_warnings
@@ -325,13 +340,24 @@ class InferenceService:
         now = time.perf_counter()
         for work in batch:
             work.started_at = now
+            if work.ticket is not None:
+                work.ticket.hold()  # its slot stays taken until this compute stops
+        try:
+            await self._compute(batch, loop)
+        finally:
+            for work in batch:
+                if work.ticket is not None:
+                    work.ticket.unhold()
+
+    async def _compute(self, batch: list[_Work], loop: asyncio.AbstractEventLoop) -> None:
         try:
             outputs = await loop.run_in_executor(self._model_thread, self._call_model, batch, loop)
         except Exception as exc:
             if _is_cuda_oom(exc) and len(batch) > 1:
                 # The batch did not fit: each request alone may.
                 for work in batch:
-                    await self._run_batch([work])
+                    if not work.future.done():  # not cancelled meanwhile
+                        await self._run_batch([work])
                 return
             err = self._model_error(exc)
             for work in batch:
@@ -374,9 +400,11 @@ class InferenceService:
 
         kind = batch[0].kind
         task = batch[0].task
+        cancelled = [w.cancel.is_set for w in batch]
         if kind == "report":
-            return self.pipe.report(cts, task.params, on_text=on_text, consistency=task.consistency)
+            return self.pipe.report(cts, task.params, on_text=on_text, consistency=task.consistency,
+                                    cancelled=cancelled)
         questions = [w.task.question for w in batch]
         if kind == "answer":
-            return self.pipe.answer(cts, questions, task.params, on_text=on_text)
+            return self.pipe.answer(cts, questions, task.params, on_text=on_text, cancelled=cancelled)
         return self.pipe.choose(cts, questions, [list(w.task.choices) for w in batch])

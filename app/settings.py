@@ -68,6 +68,14 @@ class Settings(BaseSettings):
     """Files in one multipart upload (a DICOM series sent file by file)."""
     max_field_kb: float = 64.0
     """One non-file form field, in KiB."""
+    upload_timeout_s: float = 600.0
+    """Wall-clock limit for receiving one request body; past it -> 408 timeout. A body being
+    received holds no admission slot (requests are admitted once their upload is complete)."""
+    upload_min_bytes_per_s: float = 32768.0
+    """After `upload_grace_s`, a body must arrive at least this fast on average, in bytes/s;
+    slower -> 408 timeout (a client trickling bytes is cut off). 0 disables the check."""
+    upload_grace_s: float = 10.0
+    """Seconds of an upload before `upload_min_bytes_per_s` applies."""
     max_new_tokens: int = 512
     """Cap on the `max_new_tokens` a request may ask for."""
 
@@ -76,7 +84,8 @@ class Settings(BaseSettings):
     per_key_concurrency: int = 8
     """Requests one API key (or the anonymous caller) may have admitted; more -> 429 queue_full."""
     request_timeout_s: float = 300.0
-    """From admission to result; past it -> 504 timeout."""
+    """From admission (the upload complete) to result; past it -> 504 timeout, and the request's
+    generation is cancelled."""
     batch_wait_ms: float = 10.0
     """How long the batcher waits for more requests to join a model batch."""
     max_batch: int = 4
@@ -87,7 +96,13 @@ class Settings(BaseSettings):
     job_ttl_s: float = 3600.0
     """Finished job results are kept this long."""
     max_jobs: int = 256
-    """Jobs kept at once (queued, running and finished); more -> 429 queue_full."""
+    """Jobs kept at once, all keys together (queued, running and finished); more -> 503 queue_full."""
+    max_jobs_per_key: int = 32
+    """Jobs one API key (or the anonymous caller) may keep at once (queued, running, and finished
+    until they expire or are deleted); more -> 429 queue_full. One key cannot fill the store."""
+    jobs_db: Path | None = None
+    """SQLite file holding jobs and their results, so finished results survive a restart (created
+    0600; one server per file). None: in memory, and every job is lost when the server stops."""
 
     decode_workers: int = 2
     """Worker processes that decode uploads (a hostile file kills a worker, not the server)."""
@@ -142,7 +157,8 @@ class Settings(BaseSettings):
             raise ValueError("cors_origins must list exact origins; '*' is not allowed")
         return value
 
-    @field_validator("queue_size", "per_key_concurrency", "max_batch", "decode_workers", "max_jobs")
+    @field_validator("queue_size", "per_key_concurrency", "max_batch", "decode_workers", "max_jobs",
+                     "max_jobs_per_key")
     @classmethod
     def _positive(cls, value: int) -> int:
         if value < 1:

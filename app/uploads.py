@@ -4,13 +4,20 @@ One NIfTI, one zip, or several DICOM files, plus form fields. Files are written 
 generated names (`00000.upload`, ...) — the client's filename is never used for a path or
 logged; the readers recognise the format by content. The caller owns the `Upload` and must
 call `cleanup()` (or use it as a context manager): the directory is always deleted.
+
+Receiving is bounded in time as well as size: a wall-clock deadline for the whole body, and
+after a grace period a minimum average rate, so a client trickling bytes is cut off with a 408
+(`timeout`) instead of holding a connection, a temp dir and (formerly) an admission slot.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +25,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
+from app.errors import UploadTimeout
 from imaging.errors import CtscribeError, ErrorCode
 
 MIB = 1024 * 1024
@@ -36,6 +44,25 @@ class UploadLimits:
     max_files: int
     max_field_bytes: int
     """One non-file form field."""
+    timeout_s: float = math.inf
+    """Wall-clock limit for receiving the whole body."""
+    min_bytes_per_s: float = 0.0
+    """Slowest accepted average rate once `grace_s` has passed (0: no rate check)."""
+    grace_s: float = 0.0
+
+    def wait_s(self, received: int, elapsed_s: float) -> float:
+        """How long the next chunk may take before the upload is too slow (<= 0: it already is)."""
+        limit_s = self.timeout_s
+        if self.min_bytes_per_s > 0:
+            # The rate stays acceptable while received >= min_bytes_per_s * elapsed.
+            limit_s = min(limit_s, max(self.grace_s, received / self.min_bytes_per_s))
+        return limit_s - elapsed_s
+
+    def too_slow(self, received: int, elapsed_s: float) -> UploadTimeout:
+        if elapsed_s >= self.timeout_s:
+            return UploadTimeout(f"the upload did not complete within {self.timeout_s:g} s")
+        return UploadTimeout(f"the upload is too slow: {received} bytes in {elapsed_s:.0f} s; at least "
+                             f"{self.min_bytes_per_s:g} bytes/s are required after {self.grace_s:g} s")
 
 
 @dataclass
@@ -203,8 +230,20 @@ async def receive_upload(request: Request, limits: UploadLimits, parent: Path | 
     receiver = _Receiver(upload, limits)
     parser = MultipartParser(boundary, receiver.callbacks())
     received = 0
+    chunks = request.stream().__aiter__()
+    start = time.monotonic()
     try:
-        async for chunk in request.stream():
+        while True:
+            elapsed_s = time.monotonic() - start
+            wait_s = limits.wait_s(received, elapsed_s)
+            if wait_s <= 0:
+                raise limits.too_slow(received, elapsed_s)
+            try:
+                chunk = await asyncio.wait_for(chunks.__anext__(), None if math.isinf(wait_s) else wait_s)
+            except StopAsyncIteration:
+                break
+            except asyncio.TimeoutError:
+                raise limits.too_slow(received, time.monotonic() - start) from None
             received += len(chunk)
             if received > limits.max_upload_bytes:
                 raise _too_large("the request body", limits.max_upload_bytes)

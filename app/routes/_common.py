@@ -12,6 +12,7 @@ from fastapi import Request
 
 from app.auth import ANONYMOUS, api_key  # noqa: F401  (the routes' auth dependency)
 from app.errors import problem_body, status_for
+from app.admission import Ticket
 from app.service import InferenceService, PreparedInput, ReportTask, VqaTask
 from app.settings import Settings
 from app.uploads import MIB, Upload, UploadLimits, receive_upload
@@ -25,7 +26,8 @@ OPTION_PROPERTIES = {
     "series_instance_uid": {"type": "string", "maxLength": MAX_UID_CHARS,
                             "description": "DICOM SeriesInstanceUID (or its uid_hash) to use"},
     "max_new_tokens": {"type": "integer", "minimum": 1, "description": "Capped by the server setting"},
-    "temperature": {"type": "number", "minimum": 0, "maximum": 2, "description": "0 = greedy"},
+    "temperature": {"type": "number", "minimum": 0, "maximum": 2,
+                    "description": "0 = greedy; otherwise at least 1e-4"},
     "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
     "seed": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
     "stream": {"type": "boolean", "description": "Server-Sent Events: `delta` events then `result`"},
@@ -50,6 +52,9 @@ def upload_limits(settings: Settings) -> UploadLimits:
         max_part_bytes=int(settings.max_part_mb * MIB),
         max_files=settings.max_files,
         max_field_bytes=int(settings.max_field_kb * 1024),
+        timeout_s=settings.upload_timeout_s,
+        min_bytes_per_s=settings.upload_min_bytes_per_s,
+        grace_s=settings.upload_grace_s,
     )
 
 
@@ -196,21 +201,31 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[Any], poll_s: f
 
 
 async def receive_and_prepare(
-    request: Request, ticket, make_task: Callable[[Options, Settings], ReportTask | VqaTask]
-) -> tuple[PreparedInput, ReportTask | VqaTask, Options]:
-    """Upload -> options -> decode (worker process) -> pipe.prepare. The upload is always deleted."""
+    request: Request, key: str, make_task: Callable[[Options, Settings], ReportTask | VqaTask]
+) -> tuple[PreparedInput, ReportTask | VqaTask, Options, Ticket]:
+    """Upload -> options -> admission -> decode (worker process) -> pipe.prepare.
+
+    The request is admitted only once its body is complete and its options are valid: a slow
+    upload holds no slot (it is bounded by the upload deadline and minimum rate instead). The
+    caller owns the returned ticket; the upload is always deleted."""
     service: InferenceService = request.app.state.service
     settings: Settings = request.app.state.settings
     service._require_ready()  # before reading a large body the model could not use
+    service.admission.check(key)  # likewise when it would be refused anyway (takes no slot)
     start = time.perf_counter()
     with await receive_upload(request, upload_limits(settings), settings.upload_dir) as upload:
         upload_s = time.perf_counter() - start
         options = Options(upload)
         task = make_task(options, settings)
         read_options = service.read_options(options.str("series_instance_uid", MAX_UID_CHARS))
-        prepared = await cancel_on_disconnect(request, service.prepare(upload.source(), read_options, upload.dir))
+        ticket = service.admit(key)
+        try:
+            prepared = await cancel_on_disconnect(request, service.prepare(upload.source(), read_options, upload.dir))
+        except BaseException:
+            ticket.release()
+            raise
     prepared.timings_s["upload"] = upload_s
-    return prepared, task, options
+    return prepared, task, options, ticket
 
 
 def sse(event: str, data: Any) -> str:

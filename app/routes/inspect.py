@@ -20,11 +20,12 @@ async def inspect(request: Request, key: str = Depends(api_key)) -> InspectRespo
     """The `ctscribe inspect --json` summary of the upload: format, geometry, HU, series, warnings."""
     service = request.app.state.service
     settings = request.app.state.settings
-    with service.admit(key):
-        start = time.perf_counter()
-        with await receive_upload(request, upload_limits(settings), settings.upload_dir) as upload:
-            upload_s = time.perf_counter() - start
-            series_uid = Options(upload).str("series_instance_uid", MAX_UID_CHARS)
+    service.admission.check(key)  # refused anyway: say so before the body (takes no slot)
+    start = time.perf_counter()
+    with await receive_upload(request, upload_limits(settings), settings.upload_dir) as upload:
+        upload_s = time.perf_counter() - start
+        series_uid = Options(upload).str("series_instance_uid", MAX_UID_CHARS)
+        with service.admit(key):  # admitted once the upload is complete: a slow upload holds no slot
             start = time.perf_counter()
             summary = await service.inspect(upload.source(), service.read_options(series_uid), upload.dir)
     pipe = service.pipe

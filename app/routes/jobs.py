@@ -1,8 +1,9 @@
-"""`POST /jobs` (202 + id) and `GET /jobs/{id}`: the report / vqa flow without holding a connection."""
+"""`POST /jobs` (202 + id), `GET /jobs/{id}`, `DELETE /jobs/{id}`: the report / vqa flow without
+holding a connection. Storage, quotas and expiry: app/jobs.py."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.routes._common import (
@@ -30,7 +31,7 @@ async def submit_job(request: Request, key: str = Depends(api_key)):
     """Queue a report or vqa job; poll `GET /jobs/{job_id}` (the `Location` header)."""
     service, settings, store = request.app.state.service, request.app.state.settings, request.app.state.jobs
     service._require_ready()
-    store.check_room()
+    store.check_room(key)  # before the upload: a key over its quota sends no body for nothing
     upload = await receive_upload(request, upload_limits(settings), settings.upload_dir)
     try:
         options = Options(upload)
@@ -48,14 +49,18 @@ async def submit_job(request: Request, key: str = Depends(api_key)):
     async def work(job) -> dict:
         with upload:
             async with await service.admit_wait(key) as ticket:
-                job.status = "running"
+                store.set_running(job)
                 prepared = await service.prepare(source, read_options, upload.dir)
                 upload.cleanup()
                 payload = await service.run(prepared, task, ticket)
         payload.update(request_id=job.request_id, warnings=[*payload["warnings"], *options.warnings])
         return response_model.model_validate(payload).model_dump(mode="json")
 
-    job = store.submit(name, key, request.state.request_id, work)
+    try:  # checks the quota again: other requests may have taken the room during this upload
+        job = store.submit(name, key, request.state.request_id, work, on_done=upload.cleanup)
+    except BaseException:
+        upload.cleanup()
+        raise
     body = JobResponse(request_id=request.state.request_id, **job.to_dict(store.ttl_s))
     return JSONResponse(body.model_dump(mode="json"), status_code=202, headers={"Location": f"/jobs/{job.id}"})
 
@@ -68,3 +73,11 @@ async def get_job(job_id: str, request: Request, key: str = Depends(api_key)) ->
     if job is None:
         raise HTTPException(404, "no such job (unknown, expired, or created with another API key)")
     return JobResponse(request_id=request.state.request_id, **job.to_dict(store.ttl_s))
+
+
+@router.delete("/jobs/{job_id}", status_code=204, responses={404: {"model": ERRORS[400]["model"]}})
+async def delete_job(job_id: str, request: Request, key: str = Depends(api_key)) -> Response:
+    """Drop a job and its result now (cancelling it if unfinished); frees its place in the key's quota."""
+    if not request.app.state.jobs.delete(job_id, key):
+        raise HTTPException(404, "no such job (unknown, expired, or created with another API key)")
+    return Response(status_code=204)

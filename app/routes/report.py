@@ -44,9 +44,8 @@ VQA_FIELDS = {
 
 async def _model_request(request: Request, key: str, make_task: Callable, model: type[BaseModel]):
     service = request.app.state.service
-    ticket = service.admit(key)
+    prepared, task, options, ticket = await receive_and_prepare(request, key, make_task)
     try:
-        prepared, task, options = await receive_and_prepare(request, ticket, make_task)
         stream = options.flag("stream")
     except BaseException:
         ticket.release()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -132,6 +133,42 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_on_loopback(tmp_path_factory, env_overrides: dict[str, str]):
+    """`ctscribe serve --checkpoint tiny` in a second process on a free 127.0.0.1 port, with
+    `CTSCRIBE_*` settings from `env_overrides`; yields (base URL, process, upload dir)."""
+    port = free_port()
+    upload_dir = tmp_path_factory.mktemp("uploads")
+    env = {**os.environ, "CTSCRIBE_UPLOAD_DIR": str(upload_dir), "CTSCRIBE_API_KEYS": "",
+           "CTSCRIBE_DECODE_WORKERS": "1", **env_overrides}
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli.main", "serve", "--checkpoint", "tiny", "--device", "cpu",
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log_file,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                assert proc.poll() is None, log_path.read_text()[-2000:]
+                try:
+                    if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "server did not become ready"
+                time.sleep(0.2)
+            yield base, proc, upload_dir
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 @pytest.fixture(scope="session")
