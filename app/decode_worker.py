@@ -10,11 +10,15 @@ holds nothing of its last upload (the volume is released as soon as the reply is
 
 The worker returns the canonical volume's arrays and summary; the service runs
 `pipe.prepare` in a thread (the worker never imports torch, so its memory limit stays tight).
+The voxels travel as raw bytes in chunks, never pickled: pickling copies the array twice in
+the worker (3x the volume at peak), so the documented `max_voxels` (a 2 GiB volume) broke the
+default memory limit; sent from a view it costs the worker nothing and the server one array.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -25,11 +29,15 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+import numpy as np
+
 from imaging.errors import CtscribeError, ErrorCode, ImagingError
 
 log = logging.getLogger("ctscribe.app")
 
 MIB = 1024 * 1024
+_VOXEL_CHUNK_BYTES = 64 * MIB
+"""Voxels are sent in messages of at most this size, so the server's receive buffer stays small."""
 _READER_MODULES = ("imaging.read", "imaging.nifti", "imaging.dicom", "imaging.archive", "imaging.sitk_reader")
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
 
@@ -147,6 +155,9 @@ def _answer(conn: Connection, task: dict, memory_mb: int) -> None:
                  f"decoding this upload needs more than {memory_mb} MiB")
     except Exception as exc:  # a reader bug on a hostile file: still the file's fault
         reply = ("error", ErrorCode.CORRUPT_FILE.value, f"cannot decode the file ({type(exc).__name__})")
+    if reply[0] == "ok" and isinstance(reply[1], DecodedVolume):
+        _send_volume(conn, reply[1])
+        return
     try:
         conn.send(reply)
     except MemoryError:
@@ -154,7 +165,30 @@ def _answer(conn: Connection, task: dict, memory_mb: int) -> None:
         conn.send(("error", ErrorCode.PAYLOAD_TOO_LARGE.value, "the decoded volume is too large to return"))
 
 
+def _send_volume(conn: Connection, decoded: DecodedVolume) -> None:
+    """The reply without its voxels, then the voxels as raw bytes from views of the array (no copy)."""
+    hu = np.ascontiguousarray(decoded.hu)  # the readers' arrays are C-contiguous already: no copy
+    conn.send(("volume", dataclasses.replace(decoded, hu=None), hu.shape, hu.dtype.str))
+    flat = memoryview(hu.reshape(-1).view(np.uint8))
+    for start in range(0, len(flat), _VOXEL_CHUNK_BYTES):
+        conn.send_bytes(flat[start : start + _VOXEL_CHUNK_BYTES])
+
+
 # ---------------------------------------------------------------------------- parent side
+
+
+def _receive_volume(conn: Connection, decoded: DecodedVolume, shape: tuple, dtype: str) -> DecodedVolume:
+    """The server's side of `_send_volume`: chunk by chunk into a new writable array (at peak the
+    server holds the array and one chunk)."""
+    hu = np.empty(shape, dtype=np.dtype(dtype))
+    flat = memoryview(hu.reshape(-1).view(np.uint8))
+    received = 0
+    while received < len(flat):
+        try:
+            received += conn.recv_bytes_into(flat, received)
+        except multiprocessing.BufferTooShort:
+            raise OSError("the decoder sent more voxels than its shape holds") from None
+    return dataclasses.replace(decoded, hu=hu)
 
 
 class _Worker:
@@ -255,6 +289,8 @@ class DecodePool:
                     return ("error", ErrorCode.CORRUPT_FILE.value,
                             f"decoding took longer than {self.time_s:g} s; the file was abandoned")
                 reply = worker.conn.recv()
+                if reply[0] == "volume":
+                    reply = ("ok", _receive_volume(worker.conn, *reply[1:]))
             except (EOFError, OSError, BrokenPipeError):
                 replacement = None
                 self._retire(worker, kill=True)

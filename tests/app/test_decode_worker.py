@@ -82,7 +82,7 @@ def test_a_worker_keeps_no_volume_after_answering(tmp_path, monkeypatch):
     import weakref
 
     import imaging.read
-    from app.decode_worker import _serve
+    from app.decode_worker import _receive_volume, _serve
 
     source = tmp_path / "00000.upload"
     source.write_bytes(nifti_bytes())
@@ -100,8 +100,10 @@ def test_a_worker_keeps_no_volume_after_answering(tmp_path, monkeypatch):
     worker.start()
     try:
         parent.send({"kind": "volume", "source": source, "options": ReadOptions(), "dir": str(tmp_path)})
-        status, decoded = parent.recv()
-        assert status == "ok" and decoded.hu.shape == (24, 48, 48)
+        status, *header = parent.recv()
+        assert status == "volume"
+        decoded = _receive_volume(parent, *header)  # the voxels follow as raw bytes
+        assert decoded.hu.shape == (24, 48, 48)
         deadline = time.monotonic() + 10
         while volumes[0]() is not None and time.monotonic() < deadline:
             time.sleep(0.01)  # the worker is between tasks: waiting for the next one
