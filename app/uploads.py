@@ -33,6 +33,8 @@ MAX_FIELDS = 256
 """Non-file form fields in one request."""
 MAX_HEADER_BYTES = 8192
 """Header bytes of one multipart part."""
+FILE_FIELDS = ("file",)
+"""The form field names a CT file may be sent under (repeat it for several DICOM files)."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,10 @@ class Upload:
         """What `imaging.read.read_volume` takes: one path (NIfTI / zip / DICOM file) or a file list."""
         if not self.files:
             raise CtscribeError(ErrorCode.INVALID_REQUEST, "no file uploaded: send one NIfTI, one zip, or DICOM files")
-        return self.files[0] if len(self.files) == 1 else list(self.files)
+        if len(self.files) == 1:
+            return self.files[0]
+        _check_one_series(self.files)
+        return list(self.files)
 
     def field(self, name: str) -> str | None:
         values = self.fields.get(name)
@@ -113,6 +118,8 @@ class _Receiver:
         self._field_value = bytearray()
         self._part_bytes = 0
         self.error: CtscribeError | None = None
+        self.complete = False
+        """The closing boundary arrived: a body cut short is refused, not read as far as it got."""
 
     def callbacks(self) -> dict:
         return {
@@ -123,6 +130,7 @@ class _Receiver:
             "on_headers_finished": self.on_headers_finished,
             "on_part_data": self.on_part_data,
             "on_part_end": self.on_part_end,
+            "on_end": self.on_end,
         }
 
     def on_part_begin(self) -> None:
@@ -154,6 +162,9 @@ class _Receiver:
             raise CtscribeError(ErrorCode.INVALID_REQUEST, "each multipart part needs Content-Disposition: form-data; name=...")
         name = params[b"name"].decode("utf-8", "replace")
         if b"filename" in params:
+            if name not in FILE_FIELDS:
+                raise CtscribeError(ErrorCode.INVALID_REQUEST, f"a file was sent as form field {name[:64]!r}; "
+                                    f"send the CT file(s) as {' or '.join(map(repr, FILE_FIELDS))}")
             if len(self.upload.files) >= self.limits.max_files:
                 raise CtscribeError(ErrorCode.PAYLOAD_TOO_LARGE, f"more than {self.limits.max_files} files in one upload")
             # A generated name: the client's filename never reaches the file system or the logs.
@@ -188,6 +199,9 @@ class _Receiver:
             value = bytes(self._field_value).decode("utf-8", "replace")
             self.upload.fields.setdefault(self._field_name, []).append(value)
             self._field_name = None
+
+    def on_end(self) -> None:
+        self.complete = True
 
     def close(self) -> None:
         if self._fd is not None:
@@ -249,6 +263,9 @@ async def receive_upload(request: Request, limits: UploadLimits, parent: Path | 
                 raise _too_large("the request body", limits.max_upload_bytes)
             parser.write(chunk)
         parser.finalize()
+        if not receiver.complete:
+            raise CtscribeError(ErrorCode.INVALID_REQUEST,
+                                "the multipart body ended before its closing boundary (a truncated upload?)")
     except MultipartParseError as exc:
         receiver.close()
         upload.cleanup()
@@ -263,3 +280,26 @@ async def receive_upload(request: Request, limits: UploadLimits, parent: Path | 
         raise
     receiver.close()
     return upload
+
+
+def _check_one_series(files: list[Path]) -> None:
+    """Several files must be the DICOM files of a series: a zip or a NIfTI / NRRD / MetaImage among
+    them is `ambiguous_series` (the reader would otherwise use one and skip the rest). Only file
+    heads are read; a file that is no CT format at all is left to the reader (it warns)."""
+    from imaging import detect
+
+    others: dict[str, int] = {}
+    for path in files:
+        with open(path, "rb") as f:
+            if f.read(132)[128:132] == b"DICM":
+                continue
+        try:
+            fmt = detect.detect_format(path)
+        except CtscribeError:
+            continue
+        if fmt != detect.DICOM:
+            others[fmt] = others.get(fmt, 0) + 1
+    if others:
+        found = ", ".join(f"{n} {fmt}" for fmt, n in sorted(others.items()))
+        raise CtscribeError(ErrorCode.AMBIGUOUS_SERIES, f"{len(files)} files were sent, among them {found}: send one "
+                            "NIfTI, one zip, or only the DICOM files of one series")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-POLICIES = ("reject", "resample")
+from app.cli.geometry_flags import add_geometry_arguments, geometry_policies
 
 
 def register(subparsers) -> None:
@@ -28,14 +28,7 @@ def register(subparsers) -> None:
         action="store_true",
         help="show each DICOM series' SeriesDescription (free text that may hold names; off by default)",
     )
-    parser.add_argument(
-        "--resample-geometry",
-        action="store_true",
-        help="resample non-uniform spacing, gantry tilt and oblique orientation instead of refusing them",
-    )
-    parser.add_argument("--on-non-uniform", choices=POLICIES, help="policy for non-uniform/missing slices")
-    parser.add_argument("--on-gantry-tilt", choices=POLICIES, help="policy for a tilted (sheared) stack")
-    parser.add_argument("--on-oblique", choices=POLICIES, help="policy for oblique orientation")
+    add_geometry_arguments(parser)
     parser.add_argument("--min-slices", type=int, help="fewer slices than this along any axis is too_few_slices")
     parser.add_argument("--rescale-slope", type=float, help="override the NIfTI scl_slope")
     parser.add_argument("--rescale-intercept", type=float, help="override the NIfTI scl_inter (e.g. -1024)")
@@ -47,13 +40,10 @@ def build_options(args: argparse.Namespace):
     a specific `--on-*` flag wins over it."""
     from imaging.options import ReadOptions
 
-    default = "resample" if args.resample_geometry else "reject"
     fields = {
         "series_uid": args.series,
         "show_series_description": args.series_description,
-        "on_non_uniform": args.on_non_uniform or default,
-        "on_gantry_tilt": args.on_gantry_tilt or default,
-        "on_oblique": args.on_oblique or default,
+        **geometry_policies(args),
         "rescale_slope": args.rescale_slope,
         "rescale_intercept": args.rescale_intercept,
     }

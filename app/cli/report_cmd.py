@@ -8,6 +8,8 @@ consistency guard, `--consistency`), `model_not_trained_on_real_ct` (a phantom-o
 a real CT); without `--json` each is one line `warning: <code>: <message>` on stderr. `--checkpoint` takes a checkpoint
 directory or hub id; `tiny` builds the random tiny preset (smoke tests); by default the
 bundled demo checkpoint `model/weights/demo` is used, and its absence is `model_not_ready`.
+`--resample-geometry` (or an `--on-*` flag) resamples a tilted, oblique or unevenly spaced stack
+instead of refusing it, as `inspect` and training do (app/cli/geometry_flags.py).
 Heavy imports (torch, transformers) stay inside the handlers so `ctscribe --help` is fast.
 """
 
@@ -18,6 +20,8 @@ import json
 import sys
 import time
 from pathlib import Path
+
+from app.cli.geometry_flags import add_geometry_arguments, geometry_policies
 
 DEMO_CHECKPOINT = Path(__file__).resolve().parents[2] / "model" / "weights" / "demo"
 RANDOM_PRESETS = ("tiny",)
@@ -40,7 +44,8 @@ def register(subparsers) -> None:
     _common(vqa)
     vqa.add_argument("--question", "-q", required=True, help="the question")
     vqa.add_argument(
-        "--choice", action="append", default=[], metavar="TEXT", help="a multiple-choice option (repeat 2-8 times)"
+        "--choice", action="append", default=[], metavar="TEXT",
+        help="a multiple-choice option (repeat 2-4 times, distinct; lettered a-d as in SAMF)"
     )
     vqa.add_argument(
         "--mcq-mode", choices=("likelihood", "generate"), default=None,
@@ -62,6 +67,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass")
     parser.add_argument("--seed", type=int, help="sampling seed")
     parser.add_argument("--series", metavar="UID", help="DICOM SeriesInstanceUID (or its uid_hash) to read")
+    add_geometry_arguments(parser)
 
 
 def load_pipeline(checkpoint: str | None, device: str = "cpu"):
@@ -92,7 +98,7 @@ def _prepare(args: argparse.Namespace):
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     source = args.path[0] if len(args.path) == 1 else args.path
-    volume = read_volume(source, ReadOptions(series_uid=args.series))
+    volume = read_volume(source, ReadOptions(series_uid=args.series, **geometry_policies(args)))
     t1 = time.perf_counter()
     pipe = load_pipeline(args.checkpoint, args.device)
     t2 = time.perf_counter()
@@ -184,11 +190,11 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_vqa(args: argparse.Namespace) -> int:
-    from model.prompts import check_choices
+    from app.choices import check_choices
     from model.provenance import attach, input_warnings
 
     if args.choice:
-        check_choices(args.choice)  # bad option lists fail before the model is loaded
+        args.choice = list(check_choices(args.choice))  # bad option lists fail before the model is loaded
     params = _params(args)
     pipe, ct, volume, timings = _prepare(args)
     if args.choice:

@@ -3,43 +3,71 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from fastapi import Request
 
-from app.auth import ANONYMOUS, api_key  # noqa: F401  (the routes' auth dependency)
-from app.errors import problem_body, status_for
 from app.admission import Ticket
+from app.auth import ANONYMOUS, api_key  # noqa: F401  (the routes' auth dependency)
+from app.choices import MAX_CHOICE_CHARS, MAX_CHOICES, MIN_CHOICES, check_choices
+from app.errors import problem_body, status_for
 from app.service import InferenceService, PreparedInput, ReportTask, VqaTask
 from app.settings import Settings
 from app.uploads import MIB, Upload, UploadLimits, receive_upload
 from imaging.errors import CtscribeError, ErrorCode
+from imaging.options import ReadOptions
 
 MAX_QUESTION_CHARS = 2000
-MAX_CHOICE_CHARS = 500
 MAX_UID_CHARS = 128
 # Multipart is parsed by app.uploads (streamed, size-capped), so the body is declared here for /docs.
-OPTION_PROPERTIES = {
+# These declarations are also what each endpoint accepts: any other field is a 400 (Options.only).
+INPUT_PROPERTIES = {
     "series_instance_uid": {"type": "string", "maxLength": MAX_UID_CHARS,
                             "description": "DICOM SeriesInstanceUID (or its uid_hash) to use"},
+    "resample_geometry": {"type": "boolean", "default": False,
+                          "description": "Resample non-uniform slice spacing, gantry tilt and oblique "
+                                         "orientation onto a regular grid (with a warning) instead of "
+                                         "refusing them, as training reads its volumes"},
+    "options": {"type": "string", "description": "The other fields as one JSON object (a form field wins)"},
+}
+GENERATION_PROPERTIES = {
     "max_new_tokens": {"type": "integer", "minimum": 1, "description": "Capped by the server setting"},
     "temperature": {"type": "number", "minimum": 0, "maximum": 2,
                     "description": "0 = greedy; otherwise at least 1e-4"},
     "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
     "seed": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
     "stream": {"type": "boolean", "description": "Server-Sent Events: `delta` events then `result`"},
-    "options": {"type": "string", "description": "The same options as one JSON object"},
 }
+OPTION_PROPERTIES = {**INPUT_PROPERTIES, **GENERATION_PROPERTIES}
+"""What /report, /vqa and /jobs take besides their own fields."""
+REPORT_FIELDS = {
+    "consistency": {"type": "string", "enum": ["off", "warn", "repair"], "default": "warn",
+                    "description": "Check the report against the label head: warn about confident "
+                                   "disagreements, or also drop the contradicting sentences (repair)"},
+}
+VQA_FIELDS = {
+    "question": {"type": "string", "minLength": 1, "maxLength": MAX_QUESTION_CHARS},
+    "choices": {"type": "array", "items": {"type": "string", "maxLength": MAX_CHOICE_CHARS},
+                "minItems": MIN_CHOICES, "maxItems": MAX_CHOICES,
+                "description": "Multiple choice (repeat the field, or a JSON list): the answer is always one of "
+                               "these; distinct, as SAMF's a-d"},
+    "mode": {"type": "string", "enum": ["auto", "free", "choice"]},
+}
+LIST_FIELDS = ("choices",)
+"""Fields that may be repeated in a form; every other field is given once."""
 
 
-def multipart_body(extra: dict[str, Any] | None = None, required: tuple[str, ...] = ()) -> dict:
+def multipart_body(extra: dict[str, Any] | None = None, required: tuple[str, ...] = (),
+                   base: dict[str, Any] = OPTION_PROPERTIES) -> dict:
     properties = {
         "file": {"type": "array", "items": {"type": "string", "format": "binary"},
-                 "description": "One NIfTI, one zip, or several DICOM files"},
-        **OPTION_PROPERTIES,
+                 "description": "One NIfTI, one zip, or several DICOM files (always this field name)"},
+        **base,
         **(extra or {}),
     }
     schema = {"type": "object", "properties": properties, "required": ["file", *required]}
@@ -63,23 +91,45 @@ def _bad(message: str) -> CtscribeError:
 
 
 class Options:
-    """Option fields from the multipart form, or from one JSON `options` field (form wins)."""
+    """Option fields from the multipart form, or from one JSON `options` field (form wins).
+
+    Strict, so a typo is an error rather than a silent default: `only()` refuses fields the
+    endpoint does not take, a form field is given once (`choices` may repeat), integers are
+    integers (not 1.5, not true), flags are booleans."""
 
     def __init__(self, upload: Upload):
         self.values: dict[str, Any] = {}
+        self.warnings: list[str] = []
+        self._json_names: set[str] = set()
         raw = upload.field("options")
         if raw:
             try:
                 parsed = json.loads(raw)
-            except json.JSONDecodeError:
+            except ValueError:  # JSONDecodeError, or an integer past Python's digit limit
                 raise _bad("options: not valid JSON") from None
             if not isinstance(parsed, dict):
                 raise _bad("options: expected a JSON object")
             self.values.update(parsed)
+            self._json_names = set(parsed)
+        self._form_names = set(upload.fields)
+        self._repeated = sorted(n for n, v in upload.fields.items() if len(v) > 1 and n not in LIST_FIELDS)
         for name, values in upload.fields.items():
             if name != "options":
-                self.values[name] = values if name in ("choices", "choice") else values[-1]
-        self.warnings: list[str] = []
+                self.values[name] = values if name in LIST_FIELDS else values[-1]
+
+    def only(self, accepted: Iterable[str]) -> Options:
+        """Refuse any field outside `accepted` (the endpoint's documented ones)."""
+        accepted = set(accepted)
+        unknown = (self._form_names - accepted) | (self._json_names - (accepted - {"options"}))
+        if "file" in unknown:
+            raise _bad("file: send the CT as a file part (with a filename), not as a text field")
+        if unknown:
+            names = ", ".join(_name(n) for n in sorted(unknown)[:5])
+            raise _bad(f"unknown field(s) {names}; this endpoint takes {', '.join(sorted(accepted))} "
+                       "and the CT file(s) as 'file'")
+        if self._repeated:
+            raise _bad(f"{self._repeated[0]}: given more than once")
+        return self
 
     def str(self, name: str, max_chars: int) -> str | None:
         value = self.values.get(name)
@@ -95,14 +145,7 @@ class Options:
         value = self.values.get(name)
         if value is None or value == "":
             return None
-        try:
-            if isinstance(value, bool):
-                raise ValueError
-            number = kind(value) if not isinstance(value, str) or kind is float else int(value.strip())
-        except (TypeError, ValueError):
-            raise _bad(f"{name}: expected {'an integer' if kind is int else 'a number'}") from None
-        if kind is float and number != number:  # NaN
-            raise _bad(f"{name}: not a number")
+        number = _integer(name, value) if kind is int else _real(name, value)
         if not lo <= number <= hi:
             raise _bad(f"{name}: must be between {lo:g} and {hi:g}")
         return number
@@ -111,7 +154,7 @@ class Options:
         value = self.values.get(name)
         if value is None or isinstance(value, bool):
             return bool(value)
-        text = str(value).strip().lower()
+        text = value.strip().lower() if isinstance(value, str) else None
         if text in ("1", "true", "yes", "on"):
             return True
         if text in ("", "0", "false", "no", "off"):
@@ -119,22 +162,18 @@ class Options:
         raise _bad(f"{name}: expected true or false")
 
     def choices(self) -> tuple[str, ...] | None:
-        value = self.values.get("choices", self.values.get("choice"))
+        value = self.values.get("choices")
         if value is None:
             return None
         items = value if isinstance(value, list) else [value]
         if len(items) == 1 and isinstance(items[0], str) and items[0].lstrip().startswith("["):
             try:
                 items = json.loads(items[0])
-            except json.JSONDecodeError:
+            except ValueError:
                 raise _bad("choices: not a valid JSON list") from None
-        if not isinstance(items, list) or not all(isinstance(c, str) and c.strip() for c in items):
-            raise _bad("choices: expected a list of non-empty strings")
-        if not 2 <= len(items) <= 4:
-            raise _bad("choices: give 2 to 4 options")
-        if any(len(c) > MAX_CHOICE_CHARS for c in items):
-            raise _bad(f"choices: each at most {MAX_CHOICE_CHARS} characters")
-        return tuple(c.strip() for c in items)
+        if not isinstance(items, list):
+            raise _bad("choices: expected a list of strings")
+        return check_choices(items)
 
     def generation(self, settings: Settings) -> Any:
         import model
@@ -154,16 +193,65 @@ class Options:
         )
 
 
-def report_task(options: Options, settings: Settings) -> ReportTask:
+def _name(name: str) -> str:
+    """A client-sent field name, quoted and cut short, for an error message."""
+    return repr(name[:40] + ("..." if len(name) > 40 else ""))
+
+
+def _integer(name: str, value: Any) -> int:
+    # JSON true/false are ints to Python and 1.5 would truncate: neither is an integer here.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d{1,20}\s*", value):
+        return int(value)
+    raise _bad(f"{name}: expected an integer, got {_shown(value)}")
+
+
+def _real(name: str, value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value) if abs(value) < 1e300 else float("inf")  # a 400-digit JSON int: out of range
+    elif isinstance(value, str) and len(value) <= 64:
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise _bad(f"{name}: expected a number, got {_shown(value)}") from None
+    else:
+        raise _bad(f"{name}: expected a number, got {_shown(value)}")
+    if number != number:  # NaN
+        raise _bad(f"{name}: not a number")
+    return number
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value[:20] + ("..." if len(value) > 20 else ""))
+    return f"a JSON {type(value).__name__.replace('dict', 'object').replace('list', 'array')}"
+
+
+def input_read_options(service: InferenceService, options: Options) -> ReadOptions:
+    """The reader options a request asks for: its series, and `resample_geometry` (default: refuse)."""
+    read = service.read_options(options.str("series_instance_uid", MAX_UID_CHARS))
+    if options.flag("resample_geometry"):
+        read = dataclasses.replace(read, on_non_uniform="resample", on_gantry_tilt="resample", on_oblique="resample")
+    return read
+
+
+def report_task(options: Options, settings: Settings, extra_fields: Iterable[str] = ()) -> ReportTask:
     from model.consistency import MODES
 
+    options.only([*OPTION_PROPERTIES, *REPORT_FIELDS, *extra_fields])
     consistency = options.str("consistency", 16) or "warn"
     if consistency not in MODES:
         raise _bad(f"consistency: one of {', '.join(MODES)}")
     return ReportTask(params=options.generation(settings), consistency=consistency)
 
 
-def vqa_task(options: Options, settings: Settings) -> VqaTask:
+def vqa_task(options: Options, settings: Settings, extra_fields: Iterable[str] = ()) -> VqaTask:
+    options.only([*OPTION_PROPERTIES, *VQA_FIELDS, *extra_fields])
     question = options.str("question", MAX_QUESTION_CHARS)
     if not question or not question.strip():
         raise _bad("question: required")
@@ -172,7 +260,7 @@ def vqa_task(options: Options, settings: Settings) -> VqaTask:
     if mode not in ("auto", "free", "choice"):
         raise _bad("mode: one of auto, free, choice")
     if mode == "choice" and not choices:
-        raise _bad("mode choice needs 2 to 4 choices")
+        raise _bad(f"mode choice needs {MIN_CHOICES} to {MAX_CHOICES} choices")
     if mode == "free":
         choices = None
     return VqaTask(question=question.strip(), choices=choices, params=options.generation(settings))
@@ -217,7 +305,7 @@ async def receive_and_prepare(
         upload_s = time.perf_counter() - start
         options = Options(upload)
         task = make_task(options, settings)
-        read_options = service.read_options(options.str("series_instance_uid", MAX_UID_CHARS))
+        read_options = input_read_options(service, options)
         ticket = service.admit(key)
         try:
             prepared = await cancel_on_disconnect(request, service.prepare(upload.source(), read_options, upload.dir))

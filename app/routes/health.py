@@ -7,7 +7,6 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, Request, Response
 
 from app.auth import metadata_access
-
 from app.schemas import HealthResponse, Problem, VersionResponse
 from imaging.errors import CtscribeError, ErrorCode
 

@@ -6,7 +6,14 @@ import time
 
 from fastapi import APIRouter, Depends, Request
 
-from app.routes._common import MAX_UID_CHARS, Options, api_key, multipart_body, upload_limits
+from app.routes._common import (
+    INPUT_PROPERTIES,
+    Options,
+    api_key,
+    input_read_options,
+    multipart_body,
+    upload_limits,
+)
 from app.routes.report import ERRORS
 from app.schemas import InspectResponse
 from app.uploads import receive_upload
@@ -15,7 +22,7 @@ router = APIRouter(tags=["input"])
 
 
 @router.post("/inspect", response_model=InspectResponse, responses=ERRORS,
-             openapi_extra=multipart_body())
+             openapi_extra=multipart_body(base=INPUT_PROPERTIES))
 async def inspect(request: Request, key: str = Depends(api_key)) -> InspectResponse:
     """The `ctscribe inspect --json` summary of the upload: format, geometry, HU, series, warnings."""
     service = request.app.state.service
@@ -24,10 +31,10 @@ async def inspect(request: Request, key: str = Depends(api_key)) -> InspectRespo
     start = time.perf_counter()
     with await receive_upload(request, upload_limits(settings), settings.upload_dir) as upload:
         upload_s = time.perf_counter() - start
-        series_uid = Options(upload).str("series_instance_uid", MAX_UID_CHARS)
+        read_options = input_read_options(service, Options(upload).only(INPUT_PROPERTIES))
         with service.admit(key):  # admitted once the upload is complete: a slow upload holds no slot
             start = time.perf_counter()
-            summary = await service.inspect(upload.source(), service.read_options(series_uid), upload.dir)
+            summary = await service.inspect(upload.source(), read_options, upload.dir)
     pipe = service.pipe
     return InspectResponse(
         request_id=request.state.request_id,

@@ -7,15 +7,17 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.routes._common import (
-    MAX_UID_CHARS,
+    REPORT_FIELDS,
+    VQA_FIELDS,
     Options,
     api_key,
+    input_read_options,
     multipart_body,
     report_task,
     upload_limits,
     vqa_task,
 )
-from app.routes.report import ERRORS, REPORT_FIELDS, VQA_FIELDS
+from app.routes.report import ERRORS
 from app.schemas import JobResponse, ReportResponse, VqaResponse
 from app.uploads import receive_upload
 from imaging.errors import CtscribeError, ErrorCode
@@ -39,9 +41,9 @@ async def submit_job(request: Request, key: str = Depends(api_key)):
         if name not in TASKS:
             raise CtscribeError(ErrorCode.INVALID_REQUEST, "task: one of report, vqa")
         make_task, response_model = TASKS[name]
-        task = make_task(options, settings)
+        task = make_task(options, settings, extra_fields=("task",))
         source = upload.source()
-        read_options = service.read_options(options.str("series_instance_uid", MAX_UID_CHARS))
+        read_options = input_read_options(service, options)
     except BaseException:
         upload.cleanup()
         raise

@@ -16,6 +16,8 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from app.routes._common import (
+    REPORT_FIELDS,
+    VQA_FIELDS,
     api_key,
     cancel_on_disconnect,
     error_event,
@@ -29,18 +31,6 @@ from app.schemas import Problem, ReportResponse, VqaResponse
 
 router = APIRouter(tags=["model"])
 ERRORS = {code: {"model": Problem} for code in (400, 401, 413, 415, 422, 429, 503, 504)}
-REPORT_FIELDS = {
-    "consistency": {"type": "string", "enum": ["off", "warn", "repair"], "default": "warn",
-                    "description": "Check the report against the label head: warn about confident "
-                                   "disagreements, or also drop the contradicting sentences (repair)"},
-}
-VQA_FIELDS = {
-    "question": {"type": "string", "minLength": 1, "maxLength": 2000},
-    "choices": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 4,
-                "description": "Multiple choice: the answer is always one of these"},
-    "mode": {"type": "string", "enum": ["auto", "free", "choice"]},
-}
-
 
 async def _model_request(request: Request, key: str, make_task: Callable, model: type[BaseModel]):
     service = request.app.state.service
