@@ -2,6 +2,8 @@
 
     python bench/decode.py                      # Phi-3-mini shape, random bf16 weights, on CUDA
     python bench/decode.py --shape tiny --device cpu --batches 1,4 --new-tokens 32   # a smoke run
+    python bench/decode.py --checkpoint model/weights/demo --device cpu   # a real checkpoint, every
+                                                        # decode path at batch 1 (bench/decode_checkpoint.py)
 
 Both paths decode exactly `--new-tokens` tokens from a `--prompt-len` inputs_embeds prompt
 (no EOS), greedy; tokens/s counts generated tokens over all rows.
@@ -67,7 +69,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--skip-hf", action="store_true", help="only the fast path")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--checkpoint", default=None,
+                        help="measure this checkpoint's decode paths at batch 1 instead (bench/decode_checkpoint.py)")
     args = parser.parse_args()
+    if args.checkpoint:
+        from bench.decode_checkpoint import measure_checkpoint
+
+        return measure_checkpoint(args)
 
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import re
 import shutil
@@ -37,6 +38,8 @@ from safetensors.torch import load_file, save_file
 from model.config import DecoderConfig, EncoderConfig, ModelConfig
 from model.decoder import torch_dtype
 from model.errors import invalid, not_ready
+
+log = logging.getLogger("ctscribe.model")
 
 FORMAT = "ctscribe-checkpoint"
 FORMAT_VERSION = 1
@@ -105,14 +108,53 @@ def _gguf_cache(spec: str) -> Path:
     return cache_dir() / "gguf" / f"{path.stem}-{key}"
 
 
+GGUF_MANIFEST = "ctscribe-files.json"
+"""Written last into a converted GGUF directory: each file's size and sha256. A directory
+without it, or whose files do not match it, is rebuilt, never trusted."""
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_manifest(directory: Path) -> None:
+    files = {p.name: {"size": p.stat().st_size, "sha256": _file_sha256(p)}
+             for p in sorted(directory.iterdir()) if p.is_file() and p.name != GGUF_MANIFEST}
+    (directory / GGUF_MANIFEST).write_text(json.dumps({"files": files}, indent=1))
+
+
+def _manifest_matches(directory: Path) -> bool:
+    """Whether every file the manifest lists is there with its size and sha256."""
+    try:
+        files = json.loads((directory / GGUF_MANIFEST).read_text())["files"]
+        for name, want in files.items():
+            path = directory / name
+            if path.stat().st_size != want["size"] or _file_sha256(path) != want["sha256"]:
+                return False
+        return bool(files) and (directory / "config.json").is_file()
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def _convert_gguf(spec: str) -> Path:
-    """Dequantise a GGUF LM + tokenizer once into an HF directory in the cache; returns it."""
+    """Dequantise a GGUF LM + tokenizer once into an HF directory in the cache; returns it.
+
+    Later calls check the directory against its manifest (sizes and sha256, ~0.5 s for the
+    demo LM) and convert again when anything is missing or damaged."""
     target = _gguf_cache(spec)
-    if (target / "config.json").is_file():
+    if _manifest_matches(target):
         return target
+    if target.exists():
+        log.warning("the converted language model in %s cannot be verified (damaged, or made by an older ctscribe); converting it again", target)
+        shutil.rmtree(target, ignore_errors=True)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     src = gguf_file(spec)
+    log.info("preparing the demo language model (one time, ~30 s)...")
     with _no_progress_bars(gguf=True):
         lm = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
         tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
@@ -128,10 +170,11 @@ def _convert_gguf(spec: str) -> Path:
         with _no_progress_bars():
             lm.save_pretrained(tmp)
             tok.save_pretrained(tmp)
+        _write_manifest(tmp)
         os.replace(tmp, target)  # atomic: a concurrent reader sees all or nothing
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
-        if not (target / "config.json").is_file():
+        if not _manifest_matches(target):  # another process may have finished the same conversion
             raise
     return target
 

@@ -47,6 +47,7 @@ class Pipeline:
         self.source = source
         """Preset name or checkpoint path this pipeline came from."""
         self._weights_hash: str | None = None
+        self._model_hash: str | None = None
         self._stop_ids = stop_token_ids(tokenizer, self.config.prompt, self.config.decoder.stop_token_ids)
         self._suppress_ids = never_generate_ids(tokenizer, self.config.prompt, self._stop_ids)
         self._fast = None
@@ -67,7 +68,9 @@ class Pipeline:
 
     @property
     def model_hash(self) -> str:
-        """sha256[:16] of the config JSON."""
+        """sha256[:16] of the config JSON (as loaded: `for_inference` keeps it)."""
+        if self._model_hash is not None:
+            return self._model_hash
         doc = json.dumps(self.config.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(doc.encode()).hexdigest()[:16]
 
@@ -335,9 +338,25 @@ class Pipeline:
         """Fold LoRA into the decoder weights (faster serving); returns self."""
         self.model.decoder.merge()
         self.model.cfg = self.model.cfg.replace(decoder=self.model.decoder.cfg)
-        self._weights_hash = None
+        self._weights_hash = self._model_hash = None
         if self._fast is not None:  # it held the PEFT-wrapped LM
             self.enable_fast_decode()
+        return self
+
+    def for_inference(self, dtype: torch.dtype | None = None, fast_decode: bool = True) -> Pipeline:
+        """The serving form, on any device; returns self. LoRA merged into the decoder (a CPU
+        otherwise runs base + A·B in every linear layer, ~4x slower), the decoder in `dtype`
+        (None: as loaded; `model.runtime.decode_dtype` picks one), static-cache decoding with
+        `fast_decode` (+ CUDA graphs on a GPU). The pipeline keeps the checkpoint's identity
+        (`model_hash`, `weights_hash`): this is how a model runs, not another model. Not for
+        training (the adapters are gone)."""
+        identity = (self.model_hash, self.weights_hash)
+        self.merge()
+        if dtype is not None and dtype != self.model.decoder.dtype:
+            self.model.decoder.to(dtype)
+        if fast_decode:
+            self.enable_fast_decode()
+        self._model_hash, self._weights_hash = identity
         return self
 
     def enable_fast_decode(self, use_cuda_graphs: bool | None = None) -> Pipeline:

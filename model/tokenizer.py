@@ -67,6 +67,20 @@ def build_tiny_tokenizer(prompt: PromptConfig) -> PreTrainedTokenizerFast:
     return prepare_tokenizer(fast, prompt)
 
 
+def _keep_existing_specials_argument() -> str:
+    """The `add_special_tokens` flag that keeps a tokenizer's existing extra special tokens
+    (transformers 5 renamed `replace_additional_special_tokens` to `replace_extra_special_tokens`)."""
+    import inspect
+
+    from transformers import PreTrainedTokenizerBase
+
+    params = inspect.signature(PreTrainedTokenizerBase.add_special_tokens).parameters
+    return "replace_extra_special_tokens" if "replace_extra_special_tokens" in params else "replace_additional_special_tokens"
+
+
+_KEEP_EXISTING_SPECIALS = _keep_existing_specials_argument()
+
+
 def prepare_tokenizer(tokenizer, prompt: PromptConfig):
     """Add the placeholder / extra special tokens and a pad token; returns the same tokenizer."""
     wanted = [prompt.vision_token, *prompt.extra_special_tokens]
@@ -76,7 +90,7 @@ def prepare_tokenizer(tokenizer, prompt: PromptConfig):
     vocab = tokenizer.get_vocab()
     missing = [t for t in wanted if t not in vocab]
     if missing:
-        tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
+        tokenizer.add_special_tokens({"additional_special_tokens": missing}, **{_KEEP_EXISTING_SPECIALS: False})
     if tokenizer.pad_token is None:
         # Padding positions are masked out everywhere; any existing token will do.
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token

@@ -59,9 +59,25 @@ def _version() -> str:
         return "unknown"
 
 
+def _show_progress_notes() -> None:
+    """The model's one-line notes (e.g. the one-time GGUF conversion) on stderr, as plain lines
+    (`serve` logs them with everything else instead); frameworks' loggers are left alone."""
+    import logging
+
+    logger = logging.getLogger("ctscribe.model")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command != "serve":
+        _show_progress_notes()
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
