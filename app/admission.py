@@ -7,6 +7,10 @@ model work are all bounded by the same numbers, also when a client leaves or tim
 a key's cap -> 429 (that caller should slow down); over the global cap -> 503 (the service is
 full); both carry Retry-After. `check` says so before a body is read, without taking a slot.
 Background jobs wait for a slot instead of being refused.
+
+A second `Admission` counts the request bodies being received (`what="uploads in progress"`):
+receiving is bounded per upload in time and size, and these caps bound how many run at once,
+so slow clients cannot pile up connections, temp dirs and disk without limit.
 """
 
 from __future__ import annotations
@@ -66,11 +70,14 @@ class Ticket:
 
 
 class Admission:
-    def __init__(self, global_limit: int, per_key_limit: int, timeout_s: float, retry_after_s: int):
+    def __init__(self, global_limit: int, per_key_limit: int, timeout_s: float, retry_after_s: int,
+                 what: str = "requests in flight"):
         self.global_limit = global_limit
         self.per_key_limit = per_key_limit
         self.timeout_s = timeout_s
         self.retry_after_s = retry_after_s
+        self.what = what
+        """What is counted, as the refusals name it."""
         self._per_key: Counter[str] = Counter()
         self._total = 0
         self._changed: asyncio.Condition | None = None
@@ -91,11 +98,11 @@ class Admission:
         """Raise `Overloaded` if `try_acquire` would now; takes nothing."""
         if self._per_key[key] >= self.per_key_limit:
             raise Overloaded(
-                f"this API key already has {self.per_key_limit} requests in flight", "key", self.retry_after_s
+                f"this API key already has {self.per_key_limit} {self.what}", "key", self.retry_after_s
             )
         if self._total >= self.global_limit:
             raise Overloaded(
-                f"the service has {self.global_limit} requests in flight", "global", self.retry_after_s
+                f"the service has {self.global_limit} {self.what}", "global", self.retry_after_s
             )
 
     async def acquire_wait(self, key: str) -> Ticket:

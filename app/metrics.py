@@ -33,6 +33,9 @@ class Metrics:
         )
         self.queue_depth = Gauge("ctscribe_queue_depth", "Model requests waiting for a batch", registry=r)
         self.in_flight = Gauge("ctscribe_in_flight", "Requests admitted and not finished", registry=r)
+        self.uploads_in_progress = Gauge(
+            "ctscribe_uploads_in_progress", "Request bodies being received (not yet admitted)", registry=r
+        )
         self.batch_size = Histogram(
             "ctscribe_batch_size", "Requests per model call", buckets=(1, 2, 3, 4, 6, 8, 12, 16), registry=r
         )

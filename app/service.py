@@ -116,6 +116,12 @@ class InferenceService:
             settings.queue_size, settings.per_key_concurrency, settings.request_timeout_s, settings.retry_after_s
         )
         self.metrics.in_flight.set_function(lambda: self.admission.in_flight)
+        self.uploads = Admission(
+            settings.max_concurrent_uploads, settings.max_concurrent_uploads_per_key, settings.upload_timeout_s,
+            settings.retry_after_s, what="uploads in progress",
+        )
+        """Request bodies being received (app.routes._common.receive_counted_upload)."""
+        self.metrics.uploads_in_progress.set_function(lambda: self.uploads.in_flight)
         self.decoder = DecodePool(settings.decode_workers, settings.decode_memory_mb, settings.decode_time_s)
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ctscribe-model")
         self._prep_threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ctscribe-prepare")

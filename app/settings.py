@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     slower -> 408 timeout (a client trickling bytes is cut off). 0 disables the check."""
     upload_grace_s: float = 10.0
     """Seconds of an upload before `upload_min_bytes_per_s` applies."""
+    max_concurrent_uploads: int = 128
+    """Request bodies being received at once, all keys together (4x `queue_size`); more -> 503
+    queue_full before the body is read. Each holds up to `max_upload_mb` of temp files, so this
+    bounds the disk that uploads in progress can take."""
+    max_concurrent_uploads_per_key: int = 32
+    """Request bodies one API key (or the anonymous caller) may be sending at once; more -> 429
+    queue_full. One key's slow uploads cannot take every upload slot."""
     max_new_tokens: int = 512
     """Cap on the `max_new_tokens` a request may ask for."""
 
@@ -158,7 +165,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("queue_size", "per_key_concurrency", "max_batch", "decode_workers", "max_jobs",
-                     "max_jobs_per_key")
+                     "max_jobs_per_key", "max_concurrent_uploads", "max_concurrent_uploads_per_key")
     @classmethod
     def _positive(cls, value: int) -> int:
         if value < 1:

@@ -86,6 +86,17 @@ def upload_limits(settings: Settings) -> UploadLimits:
     )
 
 
+async def receive_counted_upload(request: Request, key: str) -> Upload:
+    """The request body (app.uploads), counted while it arrives against the caps on uploads in
+    progress: `max_concurrent_uploads` (503) and `max_concurrent_uploads_per_key` (429), both
+    `queue_full` with Retry-After, before a byte of the body is read. The count is returned
+    however receiving ends: complete, refused, timed out, or the client gone."""
+    service: InferenceService = request.app.state.service
+    settings: Settings = request.app.state.settings
+    with service.uploads.try_acquire(key):
+        return await receive_upload(request, upload_limits(settings), settings.upload_dir)
+
+
 def _bad(message: str) -> CtscribeError:
     return CtscribeError(ErrorCode.INVALID_REQUEST, message)
 
@@ -301,7 +312,7 @@ async def receive_and_prepare(
     service._require_ready()  # before reading a large body the model could not use
     service.admission.check(key)  # likewise when it would be refused anyway (takes no slot)
     start = time.perf_counter()
-    with await receive_upload(request, upload_limits(settings), settings.upload_dir) as upload:
+    with await receive_counted_upload(request, key) as upload:
         upload_s = time.perf_counter() - start
         options = Options(upload)
         task = make_task(options, settings)

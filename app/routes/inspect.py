@@ -12,11 +12,10 @@ from app.routes._common import (
     api_key,
     input_read_options,
     multipart_body,
-    upload_limits,
+    receive_counted_upload,
 )
 from app.routes.report import ERRORS
 from app.schemas import InspectResponse
-from app.uploads import receive_upload
 
 router = APIRouter(tags=["input"])
 
@@ -26,10 +25,9 @@ router = APIRouter(tags=["input"])
 async def inspect(request: Request, key: str = Depends(api_key)) -> InspectResponse:
     """The `ctscribe inspect --json` summary of the upload: format, geometry, HU, series, warnings."""
     service = request.app.state.service
-    settings = request.app.state.settings
     service.admission.check(key)  # refused anyway: say so before the body (takes no slot)
     start = time.perf_counter()
-    with await receive_upload(request, upload_limits(settings), settings.upload_dir) as upload:
+    with await receive_counted_upload(request, key) as upload:
         upload_s = time.perf_counter() - start
         read_options = input_read_options(service, Options(upload).only(INPUT_PROPERTIES))
         with service.admit(key):  # admitted once the upload is complete: a slow upload holds no slot

@@ -13,13 +13,12 @@ from app.routes._common import (
     api_key,
     input_read_options,
     multipart_body,
+    receive_counted_upload,
     report_task,
-    upload_limits,
     vqa_task,
 )
 from app.routes.report import ERRORS
 from app.schemas import JobResponse, ReportResponse, VqaResponse
-from app.uploads import receive_upload
 from imaging.errors import CtscribeError, ErrorCode
 
 router = APIRouter(tags=["jobs"])
@@ -34,7 +33,7 @@ async def submit_job(request: Request, key: str = Depends(api_key)):
     service, settings, store = request.app.state.service, request.app.state.settings, request.app.state.jobs
     service._require_ready()
     store.check_room(key)  # before the upload: a key over its quota sends no body for nothing
-    upload = await receive_upload(request, upload_limits(settings), settings.upload_dir)
+    upload = await receive_counted_upload(request, key)
     try:
         options = Options(upload)
         name = options.str("task", 16) or "report"
