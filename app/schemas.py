@@ -109,11 +109,14 @@ class ReportResponse(ModelEnvelope):
 class AnswerBody(BaseModel):
     text: str | None = Field(None, description="Free-text answer (mode free)")
     n_tokens: int | None = None
-    answer: str | None = Field(None, description="The chosen option (mode choice), always one of `choices`")
+    answer: str | None = Field(None, description="The chosen option (mode choice): one of `choices`; null when a "
+                                                 "generated answer names none (warning mcq_answer_unparsed)")
     index: int | None = None
     letter: str | None = None
-    probabilities: list[float] | None = None
+    probabilities: list[float] | None = Field(None, description="Per option (mcq_mode likelihood)")
     choices: list[str] | None = None
+    mcq_mode: Literal["likelihood", "generate"] | None = Field(None, description="How the option was chosen")
+    generated: str | None = Field(None, description="The generated answer text (mcq_mode generate)")
     warnings: list[ResultWarning] = Field(default_factory=list)
 
 

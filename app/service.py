@@ -48,8 +48,10 @@ class ReportTask:
 class VqaTask:
     question: str
     choices: tuple[str, ...] | None
-    """Multiple choice (scored by likelihood) when given; free text otherwise."""
+    """Multiple choice when given; free text otherwise."""
     params: Any
+    mcq_mode: str | None = None
+    """Multiple choice: likelihood | generate; None = the model's (`prompt.mcq_mode`)."""
 
     @property
     def mode(self) -> str:
@@ -81,8 +83,9 @@ class _Work:
 
     @property
     def batch_key(self) -> tuple:
-        params = getattr(self.task, "params", None) if self.kind != "choose" else None
-        return (self.kind, params, getattr(self.task, "consistency", None))
+        mcq_mode = getattr(self.task, "mcq_mode", None)
+        params = getattr(self.task, "params", None) if self.kind != "choose" or mcq_mode == "generate" else None
+        return (self.kind, params, getattr(self.task, "consistency", None), mcq_mode)
 
 
 def resolve_device(device: str) -> str:
@@ -182,13 +185,17 @@ class InferenceService:
             return source() if callable(source) and not hasattr(source, "report") else source
         import model
 
+        from model.runtime import configure_threads, decode_dtype
+
         device = resolve_device(self.settings.device)
+        if device.split(":")[0] == "cpu":
+            log.info("torch uses %d CPU threads", configure_threads())
         if self.settings.checkpoint == "tiny":
             pipe = model.build("tiny", device=device, seed=0)
         else:
             pipe = model.load(self.settings.checkpoint, device=device)
-        if self.settings.fast_decode and pipe.device.type == "cuda":
-            pipe.merge().enable_fast_decode()
+        if self.settings.fast_decode:
+            pipe.for_inference(decode_dtype(self.settings.decode_dtype, pipe.device))
         return pipe
 
     def _warm_up(self) -> None:
@@ -413,4 +420,5 @@ class InferenceService:
         questions = [w.task.question for w in batch]
         if kind == "answer":
             return self.pipe.answer(cts, questions, task.params, on_text=on_text, cancelled=cancelled)
-        return self.pipe.choose(cts, questions, [list(w.task.choices) for w in batch])
+        return self.pipe.choose(cts, questions, [list(w.task.choices) for w in batch], mode=task.mcq_mode,
+                                params=task.params, cancelled=cancelled)

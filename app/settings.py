@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -128,8 +128,11 @@ class Settings(BaseSettings):
     """Idle keep-alive of client connections. Longer than common proxy/load-balancer idle timeouts
     (60 s), so the server never closes a connection a client is about to reuse."""
     fast_decode: bool = True
-    """On a GPU: merge LoRA into the decoder and decode through the static-cache / CUDA-graph
-    path (`model.fast_decode`; greedy output is unchanged). Ignored on a CPU."""
+    """Serve the model in its inference form (`Pipeline.for_inference`): LoRA merged into the
+    decoder, static-cache decoding (+ CUDA graphs on a GPU), the decoder in `decode_dtype`."""
+    decode_dtype: Literal["auto", "config", "float32", "bfloat16"] = "auto"
+    """Decoder dtype with `fast_decode`: auto (bfloat16 on a CPU with native bf16, AVX512-BF16 /
+    AMX; the checkpoint's elsewhere) | config | float32 | bfloat16 (model/runtime.py)."""
     log_level: str = "info"
 
     @field_validator("api_keys", "cors_origins", "public_endpoints", mode="before")

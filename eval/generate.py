@@ -156,7 +156,7 @@ def predict_batch(pipe, samples, cts, batch: list[WorkItem], max_new_tokens: int
             records.append({"key": item.key, "id": samples[item.sample].id, "kind": "mcq", "question": q.question,
                             "choices": list(q.choices), "answer_index": list(q.choices).index(q.answer),
                             "predicted_index": out.index, "probabilities": out.probabilities,
-                            "prediction": out.answer, "reference": q.answer, "mcq_mode": out.mode,
+                            "prediction": out.answer, "reference": q.answer, "mcq_mode": out.mcq_mode,
                             "generated": out.generated})
         return records
     outputs = pipe.answer(cts, [q.question for q in questions], params)

@@ -246,11 +246,12 @@ class Pipeline:
         findings: Sequence | None = None,
         mode: str | None = None,
         params: GenerationParams | None = None,
+        cancelled: Sequence[Callable[[], bool]] | None = None,
     ) -> list[ChoiceOutput]:
         """Multiple choice, one question per CT; `findings` as in `report`. `mode` (default: the
         config's `prompt.mcq_mode`): likelihood scores every option in one pass and always picks
         one; generate writes the answer freely (greedy unless `params` say otherwise) and parses
-        it to an option (model/mcq_parse.py), keeping the text."""
+        it to an option (model/mcq_parse.py), keeping the text; `cancelled` as in `report`."""
         mode = mode or self.config.prompt.mcq_mode
         if mode not in MCQ_MODES:
             raise invalid(f"mcq mode must be one of {MCQ_MODES}, got {mode!r}")
@@ -260,16 +261,16 @@ class Pipeline:
             return []
         options = [check_choices(c) for c in choices]
         if mode == "generate":
-            return self._choose_by_generation(cts, questions, options, findings, params)
+            return self._choose_by_generation(cts, questions, options, findings, params, cancelled)
         return self._choose_by_likelihood(cts, questions, options, findings)
 
-    def _choose_by_generation(self, cts, questions, options, findings, params) -> list[ChoiceOutput]:
+    def _choose_by_generation(self, cts, questions, options, findings, params, cancelled) -> list[ChoiceOutput]:
         from model.mcq_parse import parse_choice
 
         cfg = self.config.prompt
         rows, _, _, _, timings, _ = self._generate(
             cts, lambda n, g: [mcq_prompt(cfg, n, q, opts, g[i]) for i, (q, opts) in enumerate(zip(questions, options))],
-            params, None, findings,
+            params, None, findings, cancelled,
         )
         out = []
         for ids, opts in zip(rows, options):
@@ -281,7 +282,7 @@ class Pipeline:
                 letter=None if index is None else LETTERS[index],
                 probabilities=None,
                 timings_s=dict(timings),
-                mode="generate",
+                mcq_mode="generate",
                 generated=text,
             )
             if index is None:

@@ -56,7 +56,7 @@ class ChoiceOutput:
     warnings: list[dict] = field(default_factory=list)
     """Structured warnings about this result, each {code, message, ...} (see ReportOutput.warnings;
     plus `mcq_answer_unparsed`)."""
-    mode: str = "likelihood"
+    mcq_mode: str = "likelihood"
     """How the option was chosen: likelihood | generate (model.config.MCQ_MODES)."""
     generated: str | None = None
     """mode generate: the answer text as generated (parsed by model.mcq_parse)."""

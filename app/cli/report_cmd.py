@@ -208,7 +208,7 @@ def run_vqa(args: argparse.Namespace) -> int:
             "index": out.index,
             "letter": out.letter,
             "probabilities": out.probabilities,
-            "mcq_mode": out.mode,
+            "mcq_mode": out.mcq_mode,
             "generated": out.generated,
             **_envelope(pipe, volume, timings),
         }

@@ -57,6 +57,10 @@ VQA_FIELDS = {
                 "description": "Multiple choice (repeat the field, or a JSON list): the answer is always one of "
                                "these; distinct, as SAMF's a-d"},
     "mode": {"type": "string", "enum": ["auto", "free", "choice"]},
+    "mcq_mode": {"type": "string", "enum": ["likelihood", "generate"],
+                 "description": "Multiple choice by option likelihood (always an option, with probabilities) or by "
+                                "generating the answer and parsing it (the SAMF release's way; `generated` keeps "
+                                "the text); default: the model's (samf-compat generates)"},
 }
 LIST_FIELDS = ("choices",)
 """Fields that may be repeated in a form; every other field is given once."""
@@ -274,7 +278,10 @@ def vqa_task(options: Options, settings: Settings, extra_fields: Iterable[str] =
         raise _bad(f"mode choice needs {MIN_CHOICES} to {MAX_CHOICES} choices")
     if mode == "free":
         choices = None
-    return VqaTask(question=question.strip(), choices=choices, params=options.generation(settings))
+    mcq_mode = options.str("mcq_mode", 16)
+    if mcq_mode is not None and mcq_mode not in ("likelihood", "generate"):
+        raise _bad("mcq_mode: one of likelihood, generate")
+    return VqaTask(question=question.strip(), choices=choices, params=options.generation(settings), mcq_mode=mcq_mode)
 
 
 async def cancel_on_disconnect(request: Request, work: Awaitable[Any], poll_s: float = 0.25) -> Any:

@@ -74,6 +74,29 @@ def test_vqa_multiple_choice_answer_is_one_of_the_choices(client, ct_nifti):
     assert sum(answer["probabilities"]) == pytest.approx(1.0, abs=1e-4) and len(answer["probabilities"]) == 3
 
 
+def test_vqa_multiple_choice_by_generation_keeps_the_text(client, ct_nifti, tiny_pipeline):
+    choices = ["pleural effusion", "no effusion", "pneumothorax"]
+    response = client.post("/vqa", files={"file": ("x", ct_nifti)},
+                           data={"question": "Which finding is present?", "choices": choices,
+                                 "mcq_mode": "generate", "max_new_tokens": "6"})
+    assert response.status_code == 200, response.text
+    answer = response.json()["answer"]
+    assert answer["mcq_mode"] == "generate" and answer["probabilities"] is None
+    assert isinstance(answer["generated"], str)
+    from model.mcq_parse import parse_choice
+
+    assert answer["index"] == parse_choice(answer["generated"], choices)  # the text decides, nothing else
+    if answer["index"] is None:
+        assert answer["answer"] is None and [w["code"] for w in answer["warnings"]] == ["mcq_answer_unparsed"]
+    else:
+        assert answer["answer"] == choices[answer["index"]]
+    likelihood = client.post("/vqa", files={"file": ("x", ct_nifti)},
+                             data={"question": "Which finding is present?", "choices": choices,
+                                   "mcq_mode": "likelihood"}).json()["answer"]
+    assert likelihood["mcq_mode"] == "likelihood" and len(likelihood["probabilities"]) == 3
+    assert likelihood["generated"] is None
+
+
 def test_vqa_free_text(client, ct_nifti):
     body = _post(client, "/vqa", ct_nifti, question="Is there a nodule?", max_new_tokens="4").json()
     assert body["mode"] == "free" and isinstance(body["answer"]["text"], str)
@@ -83,6 +106,7 @@ def test_vqa_free_text(client, ct_nifti):
 @pytest.mark.parametrize("fields", [
     {}, {"question": "   "}, {"question": "q", "choices": ["only one"]}, {"question": "q", "mode": "choice"},
     {"question": "q", "mode": "sideways"}, {"question": "q", "choices": ["a", "b", "c", "d", "e"]},
+    {"question": "q", "choices": ["a", "b"], "mcq_mode": "vibes"},
 ])
 def test_vqa_bad_fields_are_400(client, ct_nifti, fields):
     response = client.post("/vqa", files={"file": ("x", ct_nifti)}, data=fields)

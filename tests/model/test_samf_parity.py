@@ -189,7 +189,7 @@ def test_samf_compat_reproduces_upstream(tmp_path, slices, ao2d, add_bos, torch_
     mcq_ids_t = torch.tensor(mcq_ids)
     want_mcq = upstream_generate(state, hf, slices, mcq_ids_t, ao2d, generation)
     choice = pipe.choose([prepared(slices)], [QUESTION], [CHOICES], params=GenerationParams(max_new_tokens=MAX_NEW))[0]
-    assert choice.mode == "generate" and choice.probabilities is None
+    assert choice.mcq_mode == "generate" and choice.probabilities is None
     assert choice.generated == tokenizer.decode(want_mcq, skip_special_tokens=True).strip()
 
 
