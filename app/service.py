@@ -184,7 +184,6 @@ class InferenceService:
         if source is not None:
             return source() if callable(source) and not hasattr(source, "report") else source
         import model
-
         from model.runtime import configure_threads, decode_dtype
 
         device = resolve_device(self.settings.device)

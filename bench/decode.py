@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     parser.add_argument("--checkpoint", default=None,
                         help="measure this checkpoint's decode paths at batch 1 instead (bench/decode_checkpoint.py)")
+    parser.add_argument("--report-dtype", default="auto", help="--checkpoint: the serving form of the whole-report row")
     args = parser.parse_args()
     if args.checkpoint:
         from bench.decode_checkpoint import measure_checkpoint

@@ -3,10 +3,10 @@ side by side in one run, on the same prompt length and number of new tokens, bat
 
 - `hf_generate_base`: bare HF `generate` of the base LM (dynamic cache, as loaded) — the naive baseline;
 - `pipeline_unmerged`: the pipeline's decoder with its LoRA adapters unmerged (dynamic cache);
-- `merged_<dtype>_<cache>`: `Pipeline.for_inference` (LoRA merged), float32 and, on a CPU with
-  native bf16, bfloat16, each through the dynamic and the static cache;
+- `merged_<form>_<cache>`: `Pipeline.for_inference` (LoRA merged) in float32, bfloat16 (on a CPU
+  only with native bf16) and weight-only int8, each through the dynamic and the static cache;
 - `report_256`: one whole `Pipeline.report` (encode + prefill + decode) of a phantom CT with
-  up to 256 new tokens, in the serving form `model.runtime.decode_dtype("auto")` picks.
+  up to 256 new tokens, in the serving form `--report-dtype` names (default auto, as served).
 
 Greedy tokens of every path are compared with `pipeline_unmerged` (same_tokens). Run on an
 idle machine: every other process steals memory bandwidth.
@@ -33,10 +33,19 @@ def _decode_row(name: str, run, n_new: int, device, repeats: int, reference=None
     return row, ids
 
 
+def _hf_generate_row(base, embeds, mask, n_new: int, device, repeats: int) -> dict:
+    with torch.inference_mode():
+        row, _ = _decode_row("hf_generate_base", lambda: base.generate(
+            inputs_embeds=embeds, attention_mask=mask, max_new_tokens=n_new, min_new_tokens=n_new,
+            do_sample=False, pad_token_id=0)[0].tolist(), n_new, device, repeats)
+    return row
+
+
 def measure_checkpoint(args) -> None:
     import model
     from model.checkpoint import load_base_lm
     from model.generation import GenerationParams, fast_generate, generate
+    from model.quantize import int8_matmul_available
     from model.runtime import configure_threads, cpu_has_native_bf16, decode_dtype
 
     device = torch.device(args.device)
@@ -51,34 +60,28 @@ def measure_checkpoint(args) -> None:
     params = GenerationParams(max_new_tokens=n_new)
     rows = []
 
-    base = load_base_lm(pipe.config.decoder).to(device).eval()
-    with torch.inference_mode():
-        row, _ = _decode_row("hf_generate_base", lambda: base.generate(
-            inputs_embeds=embeds, attention_mask=mask, max_new_tokens=n_new, min_new_tokens=n_new,
-            do_sample=False, pad_token_id=0)[0].tolist(), n_new, device, args.repeats)
-    rows.append(row)
-    del base
+    rows.append(_hf_generate_row(load_base_lm(pipe.config.decoder).to(device).eval(), embeds, mask, n_new, device,
+                                 args.repeats))
 
     row, reference = _decode_row("pipeline_unmerged", lambda: generate(pipe.model.decoder, embeds, mask, params, never)[0],
                                  n_new, device, args.repeats)
     rows.append(row)
 
-    dtypes = [torch.float32] + ([torch.bfloat16] if device.type != "cpu" or cpu_has_native_bf16() else [])
-    for dtype in dtypes:
-        served = copy.deepcopy(pipe).for_inference(dtype, fast_decode=True)
-        name = str(dtype).removeprefix("torch.")
-        cast = embeds.to(dtype)
-        row, _ = _decode_row(f"merged_{name}_dynamic", lambda: generate(served.model.decoder, cast, mask, params, never)[0],
-                             n_new, device, args.repeats, reference)
-        rows.append(row)
-        row, _ = _decode_row(f"merged_{name}_static", lambda: fast_generate(served._fast, cast, mask, params, never)[0],
-                             n_new, device, args.repeats, reference)
-        rows.append(row)
+    native_bf16 = device.type != "cpu" or cpu_has_native_bf16()
+    forms = [torch.float32] + ([torch.bfloat16] if native_bf16 else []) + (["int8"] if int8_matmul_available() else [])
+    for form in forms:
+        served = copy.deepcopy(pipe).for_inference(form, fast_decode=True)
+        name = form if isinstance(form, str) else str(form).removeprefix("torch.")
+        cast = embeds.to(served.model.decoder.dtype)
+        for cache, run in (("dynamic", lambda s=served, c=cast: generate(s.model.decoder, c, mask, params, never)[0]),
+                           ("static", lambda s=served, c=cast: fast_generate(s._fast, c, mask, params, never)[0])):
+            row, _ = _decode_row(f"merged_{name}_{cache}", run, n_new, device, args.repeats, reference)
+            rows.append(row)
         del served
 
     from imaging.phantom import generate_case
 
-    served = pipe.for_inference(decode_dtype("auto", device))
+    served = pipe.for_inference(decode_dtype(args.report_dtype, device))
     volume = generate_case(7).volume
     ct = served.prepare(volume.hu, volume.spacing_mm_zyx, volume.orientation_in)
     start = time.perf_counter()

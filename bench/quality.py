@@ -179,7 +179,8 @@ def main() -> int:
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--mcq-per-case", type=int, default=None,
                         help="score K seeded-random multiple-choice questions per phantom (CPU budget)")
-    parser.add_argument("--dtype", default="", help="decoder dtype for inference (bfloat16: fast on AMX CPUs)")
+    parser.add_argument("--dtype", default="", help="decoder for inference: \"\" = the checkpoint as loaded, else its serving "
+                        "form in auto | config | float32 | bfloat16 | int8 (model.runtime.DECODE_DTYPES)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the random-vision baseline")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep phantoms and predictions here (resumable)")
     parser.add_argument("--out", default=None, help="JSON path (default bench/results/quality.json)")

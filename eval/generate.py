@@ -57,8 +57,9 @@ class GenerateConfig:
     progress: bool = True
     """Show a tqdm bar."""
     dtype: str = ""
-    """Decoder weights dtype for inference ("" = the checkpoint's; "bfloat16" is ~5x faster on
-    CPUs with AMX / AVX512-BF16, at bf16's precision)."""
+    """How the decoder runs (model.runtime.DECODE_DTYPES): "" = the checkpoint's dtype, as loaded
+    (LoRA unmerged); otherwise the serving form (`Pipeline.for_inference`: LoRA merged, static
+    cache) in auto | config | float32 | bfloat16 | int8 (weight-only, bf16 activations)."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_new_tokens < 1:
@@ -121,14 +122,16 @@ def _batches(items: list[WorkItem], batch_size: int) -> Iterator[list[WorkItem]]
 
 
 def load_pipeline(checkpoint: str, device: str = "cpu", dtype: str = ""):
-    """A checkpoint dir or hub id, or `preset:NAME` for a seeded random-weight preset."""
+    """A checkpoint dir or hub id, or `preset:NAME` for a seeded random-weight preset; with
+    `dtype`, in its serving form (see GenerateConfig.dtype)."""
     import model
-    from model.decoder import torch_dtype
+    from model.runtime import decode_dtype
 
-    torch_type = torch_dtype(dtype) if dtype else None
     if checkpoint.startswith("preset:"):
-        return model.build(checkpoint[len("preset:") :], device=device, dtype=torch_type)
-    return model.load(checkpoint, device=device, dtype=torch_type)
+        pipe = model.build(checkpoint[len("preset:") :], device=device)
+    else:
+        pipe = model.load(checkpoint, device=device)
+    return pipe.for_inference(decode_dtype(dtype, pipe.device)) if dtype else pipe
 
 
 def predict_batch(pipe, samples, cts, batch: list[WorkItem], max_new_tokens: int) -> list[dict]:

@@ -344,16 +344,22 @@ class Pipeline:
             self.enable_fast_decode()
         return self
 
-    def for_inference(self, dtype: torch.dtype | None = None, fast_decode: bool = True) -> Pipeline:
+    def for_inference(self, dtype: torch.dtype | str | None = None, fast_decode: bool = True) -> Pipeline:
         """The serving form, on any device; returns self. LoRA merged into the decoder (a CPU
-        otherwise runs base + A·B in every linear layer, ~4x slower), the decoder in `dtype`
-        (None: as loaded; `model.runtime.decode_dtype` picks one), static-cache decoding with
-        `fast_decode` (+ CUDA graphs on a GPU). The pipeline keeps the checkpoint's identity
-        (`model_hash`, `weights_hash`): this is how a model runs, not another model. Not for
-        training (the adapters are gone)."""
+        otherwise runs base + A·B in every linear layer), the decoder in `dtype` (None: as
+        loaded; "int8": weight-only int8 with bf16 activations, model/quantize.py;
+        `model.runtime.decode_dtype` picks one), static-cache decoding with `fast_decode`
+        (+ CUDA graphs on a GPU). The pipeline keeps the checkpoint's identity (`model_hash`,
+        `weights_hash`): this is how a model runs, not another model. Not for training."""
         identity = (self.model_hash, self.weights_hash)
         self.merge()
-        if dtype is not None and dtype != self.model.decoder.dtype:
+        if dtype == "int8":
+            from model.quantize import int8_matmul_available, quantize_linear_layers
+
+            if not int8_matmul_available():
+                raise invalid("int8 decoding needs torch.ops.aten._weight_int8pack_mm (PyTorch >= 2.4)")
+            quantize_linear_layers(self.model.decoder.lm)
+        elif dtype is not None and dtype != self.model.decoder.dtype:
             self.model.decoder.to(dtype)
         if fast_decode:
             self.enable_fast_decode()

@@ -18,7 +18,7 @@ import torch
 
 from model.errors import invalid
 
-DECODE_DTYPES = ("auto", "config", "float32", "bfloat16")
+DECODE_DTYPES = ("auto", "config", "float32", "bfloat16", "int8")
 _CGROUP_V2 = Path("/sys/fs/cgroup/cpu.max")
 _CGROUP_V1 = (Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us"))
 
@@ -81,12 +81,15 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def decode_dtype(policy: str, device: torch.device | str) -> torch.dtype | None:
-    """The dtype to run the decoder in for `policy` (DECODE_DTYPES); None = the config's."""
+def decode_dtype(policy: str, device: torch.device | str) -> torch.dtype | str | None:
+    """What `Pipeline.for_inference` runs the decoder in for `policy` (DECODE_DTYPES): a torch
+    dtype, "int8" (weight-only, model/quantize.py), or None = the config's."""
     if policy not in DECODE_DTYPES:
         raise invalid(f"decode dtype must be one of {DECODE_DTYPES}, got {policy!r}")
     if policy == "config":
         return None
     if policy == "auto":
         return torch.bfloat16 if torch.device(device).type == "cpu" and cpu_has_native_bf16() else None
+    if policy == "int8":
+        return "int8"
     return getattr(torch, policy)

@@ -14,6 +14,8 @@ import argparse
 import json
 import time
 
+from app.cli.report_cmd import add_decode_dtype_argument
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("demo", help="report + questions on a new phantom with the bundled demo model",
@@ -23,6 +25,7 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=None, help="phantom seed (default: from the clock)")
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--json", action="store_true", help="print one JSON document")
+    add_decode_dtype_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -36,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
-    pipe = load_pipeline(args.checkpoint)
+    pipe = load_pipeline(args.checkpoint, decode_dtype=args.decode_dtype)
     timings["load_model"] = time.perf_counter() - start
 
     start = time.perf_counter()

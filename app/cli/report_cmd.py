@@ -67,24 +67,40 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass")
     parser.add_argument("--seed", type=int, help="sampling seed")
     parser.add_argument("--series", metavar="UID", help="DICOM SeriesInstanceUID (or its uid_hash) to read")
+    add_decode_dtype_argument(parser)
     add_geometry_arguments(parser)
 
 
-def load_pipeline(checkpoint: str | None, device: str = "cpu"):
-    """The pipeline for `--checkpoint` (see the module docstring)."""
+def add_decode_dtype_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--decode-dtype", choices=("auto", "config", "float32", "bfloat16", "int8"), default="auto",
+        help="how the decoder runs (LoRA merged, static cache): auto = bf16 on a CPU with native bf16, "
+        "the checkpoint's dtype elsewhere; int8 = weight-only int8 (fastest on a CPU, see README)",
+    )
+
+
+def load_pipeline(checkpoint: str | None, device: str = "cpu", decode_dtype: str | None = None):
+    """The pipeline for `--checkpoint` (see the module docstring); with `decode_dtype`
+    (model.runtime.DECODE_DTYPES) in its serving form, `Pipeline.for_inference`."""
     import model
     from model.errors import not_ready
+    from model.runtime import configure_threads
+    from model.runtime import decode_dtype as resolve_decode_dtype
 
+    if device.split(":")[0] == "cpu":
+        configure_threads()
     if checkpoint in RANDOM_PRESETS:
-        return model.build(checkpoint, device=device)
-    if checkpoint is None:
-        if not (DEMO_CHECKPOINT / "config.json").is_file():
-            raise not_ready(
-                f"the bundled demo checkpoint is not there ({DEMO_CHECKPOINT}); pass --checkpoint DIR_OR_HUB_ID "
-                "(or --checkpoint tiny for a random-weight smoke test)"
-            )
-        checkpoint = str(DEMO_CHECKPOINT)
-    return model.load(checkpoint, device=device)
+        pipe = model.build(checkpoint, device=device)
+    else:
+        if checkpoint is None:
+            if not (DEMO_CHECKPOINT / "config.json").is_file():
+                raise not_ready(
+                    f"the bundled demo checkpoint is not there ({DEMO_CHECKPOINT}); pass --checkpoint DIR_OR_HUB_ID "
+                    "(or --checkpoint tiny for a random-weight smoke test)"
+                )
+            checkpoint = str(DEMO_CHECKPOINT)
+        pipe = model.load(checkpoint, device=device)
+    return pipe.for_inference(resolve_decode_dtype(decode_dtype, pipe.device)) if decode_dtype else pipe
 
 
 def _prepare(args: argparse.Namespace):
@@ -100,7 +116,7 @@ def _prepare(args: argparse.Namespace):
     source = args.path[0] if len(args.path) == 1 else args.path
     volume = read_volume(source, ReadOptions(series_uid=args.series, **geometry_policies(args)))
     t1 = time.perf_counter()
-    pipe = load_pipeline(args.checkpoint, args.device)
+    pipe = load_pipeline(args.checkpoint, args.device, args.decode_dtype)
     t2 = time.perf_counter()
     ct = pipe.prepare(volume.hu, volume.spacing_mm_zyx, volume.orientation_in)
     t3 = time.perf_counter()

@@ -110,7 +110,7 @@ def test_a_seeded_request_samples_the_same_text_alone_and_batched(server, ct):
     assert alone["batch_size"] == 1
     for _ in range(3):  # concurrent requests share a batch unless the machine staggers them
         results: list[dict] = []
-        threads = [threading.Thread(target=lambda: results.append(post())) for _ in range(CAPACITY)]
+        threads = [threading.Thread(target=lambda out=results: out.append(post())) for _ in range(CAPACITY)]
         for thread in threads:
             thread.start()
         for thread in threads:

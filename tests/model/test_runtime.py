@@ -94,3 +94,32 @@ def test_for_inference_in_bfloat16_runs_the_decoder_in_bfloat16(tiny_cts):
     assert pipe.model.decoder.dtype == torch.bfloat16
     out = pipe.report(tiny_cts, GenerationParams(max_new_tokens=8))
     assert len(out) == len(tiny_cts) and all(o.n_tokens >= 1 for o in out)
+
+
+@pytest.mark.skipif(not hasattr(torch.ops.aten, "_weight_int8pack_mm"), reason="no int8 weight-only kernel")
+def test_int8_weight_only_linear_is_close_to_the_float_layer():
+    from model.quantize import Int8WeightOnlyLinear
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 48)
+    x = torch.randn(3, 5, 64)
+    quantized = Int8WeightOnlyLinear(linear)
+    assert quantized.weight_int8.dtype == torch.int8 and quantized.scales.shape == (48,)
+    want = linear(x)
+    got = quantized(x).float()
+    assert got.shape == want.shape
+    # per-row absmax int8: the error is a fraction of a quantisation step per weight
+    assert (got - want).abs().max() < 0.02 * want.abs().max()
+
+
+@pytest.mark.skipif(not hasattr(torch.ops.aten, "_weight_int8pack_mm"), reason="no int8 weight-only kernel")
+def test_for_inference_int8_quantises_every_decoder_linear(tiny_cts):
+    import model
+    from model.quantize import Int8WeightOnlyLinear
+
+    pipe = model.build("tiny", seed=3).for_inference("int8")
+    lm = pipe.model.decoder.lm
+    assert not any(isinstance(m, torch.nn.Linear) for m in lm.modules())
+    assert sum(isinstance(m, Int8WeightOnlyLinear) for m in lm.modules()) > 0
+    out = pipe.report(tiny_cts, GenerationParams(max_new_tokens=8))
+    assert all(o.n_tokens >= 1 for o in out)
