@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imaging.errors import CtscribeError, ErrorCode, ImagingError
+from ctscribe.errors import CtscribeError, ErrorCode, ImagingError
 
 log = logging.getLogger("ctscribe.app")
 

@@ -1,7 +1,7 @@
 """Every error the service answers is `application/problem+json` (RFC 9457).
 
 Body: `{type, title, status, detail, code, request_id}`. `code` is one of the DESIGN codes
-(`imaging.errors.ErrorCode`) for anything a caller can cause; overload (429/503) carries
+(`ctscribe.errors.ErrorCode`) for anything a caller can cause; overload (429/503) carries
 `Retry-After`. A 500 (`internal_error`) means a bug in ctscribe, never a bad input: files
 are decoded in a worker process whose unexpected failures are already `corrupt_file`.
 """
@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from imaging.errors import CtscribeError, ErrorCode, http_status_for
+from ctscribe.errors import CtscribeError, ErrorCode, http_status_for
 
 PROBLEM_JSON = "application/problem+json"
 INTERNAL_ERROR = "internal_error"

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import INTERNAL_ERROR, Overloaded, problem_body, status_for
-from imaging.errors import CtscribeError, ErrorCode
+from ctscribe.errors import CtscribeError, ErrorCode
 
 log = logging.getLogger("ctscribe.app")
 

@@ -28,7 +28,7 @@ from app.decode_worker import DecodedVolume, DecodePool
 from app.errors import Overloaded
 from app.metrics import Metrics
 from app.settings import DISCLAIMER, Settings
-from imaging.errors import CtscribeError, ErrorCode
+from ctscribe.errors import CtscribeError, ErrorCode
 from imaging.options import ReadOptions
 
 log = logging.getLogger("ctscribe.app")

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from imaging.errors import CtscribeError, ErrorCode
+from ctscribe.errors import CtscribeError, ErrorCode
 
 # The bundled demo checkpoint sits beside the `app` package in the source tree and in an install.
 DEMO_CHECKPOINT = str(Path(__file__).resolve().parents[1] / "model" / "weights" / "demo")

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.decode_worker import DecodePool  # noqa: E402
 from app.settings import Settings  # noqa: E402
-from imaging.errors import CtscribeError  # noqa: E402
+from ctscribe.errors import CtscribeError  # noqa: E402
 from imaging.options import ReadOptions  # noqa: E402
 
 MIB = 1024 * 1024

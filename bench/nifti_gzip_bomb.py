@@ -21,7 +21,7 @@ import numpy as np
 
 _CHILD = """
 import json, sys, time
-from imaging.errors import CtscribeError
+from ctscribe.errors import CtscribeError
 from imaging.read import read_volume
 start = time.perf_counter()
 try:

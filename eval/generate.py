@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from imaging.errors import CtscribeError, ErrorCode
+from ctscribe.errors import CtscribeError, ErrorCode
 
 log = logging.getLogger(__name__)
 

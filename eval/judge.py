@@ -57,7 +57,7 @@ class LLMJudge:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from imaging.errors import CtscribeError, ErrorCode
+        from ctscribe.errors import CtscribeError, ErrorCode
 
         self.config = config
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imaging.errors import CtscribeError, ErrorCode
+from ctscribe.errors import CtscribeError, ErrorCode
 from model.labels import CTRATE_LABELS
 
 ID_COLUMNS = ("VolumeName", "AccessionNo", "id")

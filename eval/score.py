@@ -14,9 +14,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ctscribe.errors import CtscribeError, ErrorCode
 from eval.judge import JudgeConfig
 from eval.text_metrics import TextMetricsConfig, compute_text_metrics
-from imaging.errors import CtscribeError, ErrorCode
 
 KINDS = ("report", "mcq", "free")
 

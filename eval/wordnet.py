@@ -15,7 +15,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from imaging.errors import CtscribeError, ErrorCode
+from ctscribe.errors import CtscribeError, ErrorCode
 
 # Where to look, in order: an explicit override, Debian/Ubuntu's package, a WordNet-3.0 install.
 WORDNET_DIR_ENV = "CTSCRIBE_WORDNET_DIR"

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 from torch import nn
 
-from imaging.errors import CtscribeError, ErrorCode
+from ctscribe.errors import CtscribeError, ErrorCode
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,10 @@
 """CT files -> `Volume`: NIfTI, DICOM series, NRRD/MHA; validation; the synthetic phantom."""
 
-from imaging.errors import CtscribeError, ErrorCode, ImagingError
 from imaging.options import ReadOptions
 from imaging.read import inspect_source, read_volume
 from imaging.volume import SeriesInfo, Volume
 
 __all__ = [
-    "CtscribeError",
-    "ErrorCode",
-    "ImagingError",
     "ReadOptions",
     "SeriesInfo",
     "Volume",

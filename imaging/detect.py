@@ -13,7 +13,7 @@ import warnings
 import zlib
 from pathlib import Path
 
-from imaging.errors import ErrorCode, ImagingError
+from ctscribe.errors import ErrorCode, ImagingError
 
 NIFTI = "nifti"
 DICOM = "dicom"

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from imaging.errors import ErrorCode, ImagingError
+from ctscribe.errors import ErrorCode, ImagingError
 
 NO_AIR_P1_HU = 0.0
 """A 1st percentile at or above this: no air or fat in the volume."""

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ctscribe.errors import ErrorCode, ImagingError
 from imaging.archive import RATIO_MIN_BYTES
 from imaging.detect import is_gzip, nifti_version
-from imaging.errors import ErrorCode, ImagingError
 from imaging.intensity import check_ct_intensities
 from imaging.options import ReadOptions
 from imaging.volume import PHANTOM_NIFTI_DESCRIP, PHANTOM_SOURCE_HINT, Volume, check_min_slices

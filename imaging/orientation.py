@@ -13,7 +13,7 @@ from itertools import permutations
 
 import numpy as np
 
-from imaging.errors import ErrorCode, ImagingError
+from ctscribe.errors import ErrorCode, ImagingError
 
 # Letter for the patient direction an axis increases towards: +x = Left, +y = Posterior,
 # +z = Superior in LPS; the negative directions are Right, Anterior, Inferior.

@@ -13,8 +13,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from ctscribe.errors import CtscribeError, ErrorCode, ImagingError
 from imaging import detect
-from imaging.errors import CtscribeError, ErrorCode, ImagingError
 from imaging.options import ReadOptions
 from imaging.volume import Volume
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ctscribe.errors import ErrorCode, ImagingError
 from imaging.detect import MHA, NRRD
-from imaging.errors import ErrorCode, ImagingError
 from imaging.intensity import check_ct_intensities
 from imaging.nifti import canonical_volume, check_voxel_count
 from imaging.options import ReadOptions

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from imaging.errors import ErrorCode, ImagingError
+from ctscribe.errors import ErrorCode, ImagingError
 
 PHANTOM_SOURCE_HINT = "ctscribe-phantom"
 """`Volume.meta["source_hint"]` of a ctscribe phantom, however it arrived: rendered in memory,

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ctscribe.errors import CtscribeError, ErrorCode
 from fusion.base import sinusoid
-from imaging.errors import CtscribeError, ErrorCode
 
 VARIANTS = ("ctscribe", "scroll", "compat")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imaging.errors import CtscribeError, ErrorCode
+from ctscribe.errors import CtscribeError, ErrorCode
 
 
 class ModelError(CtscribeError):

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from imaging.errors import CtscribeError, ErrorCode, ImagingError
+from ctscribe.errors import CtscribeError, ErrorCode, ImagingError
 
 MODES = ("ctscribe", "samf-compat")
 PLANES = ("axial", "coronal", "sagittal")

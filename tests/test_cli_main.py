@@ -4,7 +4,7 @@ import argparse
 import json
 
 from app.cli import main as cli
-from imaging.errors import ImagingError
+from ctscribe.errors import ImagingError
 
 
 def _failing_command(subparsers):

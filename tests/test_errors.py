@@ -2,7 +2,7 @@
 
 import pytest
 
-from imaging.errors import CtscribeError, ErrorCode, ImagingError, http_status_for
+from ctscribe.errors import CtscribeError, ErrorCode, ImagingError, http_status_for
 
 DESIGN_CODES = (
     "unsupported_format corrupt_file unsupported_transfer_syntax not_ct too_few_slices not_3d "

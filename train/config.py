@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from imaging.errors import CtscribeError, ErrorCode
+from ctscribe.errors import CtscribeError, ErrorCode
 from model.labels import CTRATE_LABELS
 
 STAGES = ("dino", "warmup", "finetune")

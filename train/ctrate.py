@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from imaging.errors import CtscribeError, ErrorCode
+from ctscribe.errors import CtscribeError, ErrorCode
 from model.labels import CTRATE_LABELS
 from train.manifest import Question, Sample, validate_labels
 from train.volume_io import decide_hu_source, volume_stem

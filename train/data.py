@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 from torch.utils.data import Dataset
 
-from imaging.errors import CtscribeError, ErrorCode
+from ctscribe.errors import CtscribeError, ErrorCode
 from train.cache import PreprocessCache
 from train.manifest import Sample, filter_split, read_manifest
 from train.volume_io import load_hu

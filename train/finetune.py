@@ -172,13 +172,13 @@ class FinetuneStage(Stage):
             load_weights(m.aggregator, self.cfg.init_aggregator, "aggregator")
         if self.cfg.init_label_head:
             if m.label_head is None:
-                from imaging.errors import CtscribeError, ErrorCode
+                from ctscribe.errors import CtscribeError, ErrorCode
 
                 raise CtscribeError(ErrorCode.INVALID_REQUEST, "init_label_head given but the model has no label head")
             load_weights(m.label_head, self.cfg.init_label_head, "label head")
         if self.cfg.init_attribute_head:
             if m.attribute_head is None:
-                from imaging.errors import CtscribeError, ErrorCode
+                from ctscribe.errors import CtscribeError, ErrorCode
 
                 raise CtscribeError(ErrorCode.INVALID_REQUEST, "init_attribute_head given but the model has no attribute heads")
             load_weights(m.attribute_head, self.cfg.init_attribute_head, "attribute head")
@@ -202,7 +202,7 @@ class FinetuneStage(Stage):
         keys = warm_cache(samples, cache, progress=self.cfg.progress)
         items = mix_items(samples, self.cfg.finetune.vqa_fraction)
         if not items:
-            from imaging.errors import CtscribeError, ErrorCode
+            from ctscribe.errors import CtscribeError, ErrorCode
 
             raise CtscribeError(ErrorCode.INVALID_REQUEST, "finetune: the manifest has no reports and no questions")
         features = None
@@ -244,7 +244,7 @@ def load_adapter(decoder, checkpoint_dir: str) -> None:
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    from imaging.errors import CtscribeError, ErrorCode
+    from ctscribe.errors import CtscribeError, ErrorCode
 
     path = Path(checkpoint_dir) / "adapter" / "adapter_model.safetensors"
     if not decoder.has_lora or not path.is_file():

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from imaging.errors import CtscribeError, ErrorCode
+from ctscribe.errors import CtscribeError, ErrorCode
 from train.config import TrainConfig
 from train.curves import LossLog, plot_losses
 from train.sampler import StepBatchSampler

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from imaging.errors import CtscribeError, ErrorCode
+from ctscribe.errors import CtscribeError, ErrorCode
 from train.ctrate import _text, read_csv, volume_key
 from train.manifest import Question, Sample
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from imaging.errors import CtscribeError, ErrorCode
+from ctscribe.errors import CtscribeError, ErrorCode
 
 
 def load_model_config(preset: str, init_checkpoint: str = "", model_config: str = ""):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imaging.errors import CtscribeError, ErrorCode
+from ctscribe.errors import CtscribeError, ErrorCode
 from train.ctrate import ImportResult, import_ctrate
 
 LABEL_FILE_NAMES = ("{split}_predicted_labels.csv", "{split}_labels.csv", "{split}_manual_labels.csv")

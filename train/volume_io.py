@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imaging.errors import ErrorCode, ImagingError
+from ctscribe.errors import ErrorCode, ImagingError
 
 # Air sits at -1000 HU; anything this low can only be HU data (raw CT values are >= 0).
 HU_AIR_THRESHOLD = -500.0

@@ -183,7 +183,7 @@ class WarmupStage(Stage):
     def _label_head(self) -> nn.Linear:
         labels = self.model_config.labels
         if not labels.enabled:
-            from imaging.errors import CtscribeError, ErrorCode
+            from ctscribe.errors import CtscribeError, ErrorCode
 
             raise CtscribeError(
                 ErrorCode.INVALID_REQUEST, "warmup.objective=labels needs a model with a label head (labels.enabled)"
@@ -207,7 +207,7 @@ class WarmupStage(Stage):
             features = encoder_features(self.module.encoder, cache, keys, self.cfg.resolved_cache_dir())
         if self.supervised:
             if not any(s.labels for s in samples):
-                from imaging.errors import CtscribeError, ErrorCode
+                from ctscribe.errors import CtscribeError, ErrorCode
 
                 raise CtscribeError(
                     ErrorCode.INVALID_REQUEST, "warmup.objective=labels: no sample of the manifest has labels"

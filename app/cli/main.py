@@ -17,7 +17,7 @@ import os
 import sys
 import traceback
 
-from imaging.errors import CtscribeError
+from ctscribe.errors import CtscribeError
 
 # Command modules, in the order `ctscribe --help` lists them. A module missing from a
 # partial install is skipped rather than breaking the other commands.

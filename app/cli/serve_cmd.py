@@ -43,7 +43,7 @@ def load_settings(overrides: dict):
     from pydantic import ValidationError
 
     from app.settings import Settings
-    from imaging.errors import CtscribeError, ErrorCode
+    from ctscribe.errors import CtscribeError, ErrorCode
 
     try:
         return Settings(**overrides)

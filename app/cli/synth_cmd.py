@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from imaging.errors import ErrorCode, ImagingError
+from ctscribe.errors import ErrorCode, ImagingError
 
 
 def register(subparsers) -> None:

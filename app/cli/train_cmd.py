@@ -61,7 +61,7 @@ def run_stage(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides, stage=args.stage)
     if cfg.stage != args.stage:
-        from imaging.errors import CtscribeError, ErrorCode
+        from ctscribe.errors import CtscribeError, ErrorCode
 
         raise CtscribeError(ErrorCode.INVALID_REQUEST, f"the config is for stage {cfg.stage!r}, not {args.stage!r}")
     stage = _stage(cfg)
@@ -99,7 +99,7 @@ def _stage(cfg):
 def run_manifest(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from imaging.errors import CtscribeError, ErrorCode
+    from ctscribe.errors import CtscribeError, ErrorCode
     from train.manifest import write_manifest
     from train.mcq_csv import attach_questions, read_mcq_csv
 

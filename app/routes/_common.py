@@ -19,7 +19,7 @@ from app.errors import problem_body, status_for
 from app.service import InferenceService, PreparedInput, ReportTask, VqaTask
 from app.settings import Settings
 from app.uploads import MIB, Upload, UploadLimits, receive_upload
-from imaging.errors import CtscribeError, ErrorCode
+from ctscribe.errors import CtscribeError, ErrorCode
 from imaging.options import ReadOptions
 
 MAX_QUESTION_CHARS = 2000

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from app.auth import metadata_access
 from app.schemas import HealthResponse, Problem, VersionResponse
-from imaging.errors import CtscribeError, ErrorCode
+from ctscribe.errors import CtscribeError, ErrorCode
 
 router = APIRouter(tags=["health"])
 

@@ -19,7 +19,7 @@ from app.routes._common import (
 )
 from app.routes.report import ERRORS
 from app.schemas import JobResponse, ReportResponse, VqaResponse
-from imaging.errors import CtscribeError, ErrorCode
+from ctscribe.errors import CtscribeError, ErrorCode
 
 router = APIRouter(tags=["jobs"])
 TASKS = {"report": (report_task, ReportResponse), "vqa": (vqa_task, VqaResponse)}

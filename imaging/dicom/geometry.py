@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ctscribe.errors import ErrorCode, ImagingError
 from imaging.dicom.headers import SliceHeader
-from imaging.errors import ErrorCode, ImagingError
 from imaging.options import ReadOptions
 from imaging.orientation import (
     max_axis_deviation_deg,

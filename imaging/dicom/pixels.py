@@ -18,8 +18,8 @@ from pydicom import dcmread
 from pydicom.pixels import get_decoder, pixel_array
 from pydicom.uid import UID
 
+from ctscribe.errors import ErrorCode, ImagingError
 from imaging.dicom.headers import SliceHeader
-from imaging.errors import ErrorCode, ImagingError
 
 # Uncompressed data decodes faster in one thread (the work is Python-bound file parsing);
 # compressed data spends its time in C decoders, where threads pay on multi-core machines.

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ctscribe.errors import ErrorCode, ImagingError
 from imaging.dicom.geometry import canonicalise, plan_stack, regrid_uniform
 from imaging.dicom.headers import read_headers, read_meta
 from imaging.dicom.pixels import check_transfer_syntaxes, read_pixels, transfer_syntax_name
 from imaging.dicom.series import group_series, select_series
-from imaging.errors import ErrorCode, ImagingError
 from imaging.options import ReadOptions
 from imaging.volume import PHANTOM_SOURCE_HINT, Volume, check_min_slices
 

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ctscribe.errors import ErrorCode, ImagingError
 from imaging.dicom.headers import SliceHeader, read_headers
-from imaging.errors import ErrorCode, ImagingError
 from imaging.options import ReadOptions
 from imaging.volume import SeriesInfo
 

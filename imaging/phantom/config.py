@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from imaging.errors import ErrorCode, ImagingError
+from ctscribe.errors import ErrorCode, ImagingError
 
 # Finding kinds the phantom can draw, with the CT-RATE label each one sets.
 FINDING_LABELS: dict[str, str] = {

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imaging.errors import ErrorCode, ImagingError
+from ctscribe.errors import ErrorCode, ImagingError
 from imaging.phantom.case import CaseSpec, describe_case, render_case, sample_case
 from imaging.phantom.config import PhantomConfig
 from imaging.volume import PHANTOM_NIFTI_DESCRIP, Volume

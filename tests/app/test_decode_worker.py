@@ -10,7 +10,7 @@ import signal
 import pytest
 
 from app.decode_worker import DecodedVolume, DecodePool
-from imaging.errors import ImagingError
+from ctscribe.errors import ImagingError
 from imaging.options import ReadOptions
 from tests.app.conftest import nifti_bytes, zip_bytes
 

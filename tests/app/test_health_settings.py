@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from app.cli.main import main as cli_main
 from app.main import create_app
 from app.settings import Settings
-from imaging.errors import CtscribeError
+from ctscribe.errors import CtscribeError
 from tests.app.conftest import assert_problem, make_settings, wait_ready
 
 STRONG_KEY = "s3cret-0123456789abcdef"

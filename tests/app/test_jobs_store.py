@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from app.jobs import JobStore
 from app.main import create_app
-from imaging.errors import CtscribeError
+from ctscribe.errors import CtscribeError
 from tests.app.conftest import REPO, assert_problem, make_settings, wait_ready
 
 KEY_A = "jobs-key-a-0123456789"

@@ -33,8 +33,8 @@ def reports_dir() -> Path:
 
 
 def wordnet_available() -> bool:
+    from ctscribe.errors import CtscribeError
     from eval.wordnet import find_wordnet_dir
-    from imaging.errors import CtscribeError
 
     try:
         find_wordnet_dir()

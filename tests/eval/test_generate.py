@@ -6,8 +6,8 @@ from dataclasses import replace
 import pytest
 import torch
 
+from ctscribe.errors import CtscribeError
 from eval.generate import PREDICTIONS, GenerateConfig, generate, read_done, work_items
-from imaging.errors import CtscribeError
 from imaging.phantom import PhantomConfig
 from imaging.phantom.dataset import write_dataset
 from train.manifest import read_manifest, write_manifest

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ctscribe.errors import CtscribeError, ErrorCode
 from fusion import FUSIONS, Fusion, FusionConfig, FusionOutput, build_fusion
-from imaging.errors import CtscribeError, ErrorCode
 from tests.fusion.conftest import B, S, T, tiny_config
 
 ALL = sorted(FUSIONS)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from ctscribe.errors import ErrorCode, ImagingError
 from imaging.archive import extract_zip
-from imaging.errors import ErrorCode, ImagingError
 from imaging.options import ReadOptions
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from ctscribe.errors import ErrorCode, ImagingError
 from imaging import detect
-from imaging.errors import ErrorCode, ImagingError
 
 
 def _nifti_bytes(version: int = 1) -> bytes:

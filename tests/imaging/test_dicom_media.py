@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ctscribe.errors import ErrorCode, ImagingError
 from imaging.dicom.headers import read_headers
 from imaging.dicom.pixels import _decode_with_pydicom
-from imaging.errors import ErrorCode, ImagingError
 from imaging.read import read_volume
 from tests.imaging.dicom_factory import (
     random_hu_volume,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ctscribe.errors import ErrorCode, ImagingError
 from imaging.dicom import read_dicom_series, scan_series
-from imaging.errors import ErrorCode, ImagingError
 from imaging.options import ReadOptions
 from tests.imaging.dicom_factory import random_hu_volume, write_enhanced_ct, write_sr
 

@@ -6,8 +6,8 @@ import numpy as np
 import pydicom
 import pytest
 
+from ctscribe.errors import ErrorCode, ImagingError
 from imaging.dicom import read_dicom_series
-from imaging.errors import ErrorCode, ImagingError
 from imaging.options import ReadOptions
 from tests.imaging.dicom_factory import write_ct_series
 

@@ -14,10 +14,10 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from ctscribe.errors import ErrorCode, ImagingError
 from imaging.dicom import read_dicom_series
 from imaging.dicom.headers import read_headers
 from imaging.dicom.pixels import read_pixels
-from imaging.errors import ErrorCode, ImagingError
 from imaging.options import ReadOptions
 from tests.imaging.dicom_factory import random_hu_volume, write_ct_series, write_junk
 

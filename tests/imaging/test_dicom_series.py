@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from pydicom.uid import generate_uid
 
+from ctscribe.errors import ErrorCode, ImagingError
 from imaging.dicom import read_dicom_series, scan_series, uid_hash
-from imaging.errors import ErrorCode, ImagingError
 from imaging.options import ReadOptions
 from tests.imaging.dicom_factory import (
     random_hu_volume,

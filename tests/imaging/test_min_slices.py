@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from imaging.errors import ErrorCode, ImagingError
+from ctscribe.errors import ErrorCode, ImagingError
 from imaging.options import ReadOptions
 from imaging.read import read_volume
 from tests.imaging.dicom_factory import write_ct_series

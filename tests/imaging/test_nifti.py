@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from imaging.errors import ErrorCode, ImagingError
+from ctscribe.errors import ErrorCode, ImagingError
 from imaging.nifti import read_nifti
 from imaging.options import ReadOptions
 

@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from imaging.errors import ErrorCode, ImagingError
+from ctscribe.errors import ErrorCode, ImagingError
 from imaging.options import ReadOptions
 from imaging.read import read_volume
 

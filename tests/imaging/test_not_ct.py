@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from imaging.errors import ErrorCode, ImagingError
+from ctscribe.errors import ErrorCode, ImagingError
 from imaging.options import ReadOptions
 from imaging.phantom.case import generate_case
 from imaging.phantom.config import PhantomConfig

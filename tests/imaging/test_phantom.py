@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from imaging.errors import ImagingError
+from ctscribe.errors import ImagingError
 from imaging.phantom import FINDING_KINDS, PhantomConfig, generate_case, render_case, sample_case
 from imaging.phantom.geometry import Grid
 from model.labels import CTRATE_LABELS

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from imaging.errors import ImagingError
+from ctscribe.errors import ImagingError
 from imaging.phantom import PhantomConfig, render_case, sample_case
 from imaging.phantom.dataset import dicom_dir, volume_path, write_dataset
 from model.labels import CTRATE_LABELS

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from ctscribe.errors import ErrorCode, ImagingError
 from imaging import ReadOptions, inspect_source, read_volume
-from imaging.errors import ErrorCode, ImagingError
 from tests.imaging.dicom_factory import write_ct_series
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "ct"

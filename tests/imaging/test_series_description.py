@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from imaging.errors import ImagingError
+from ctscribe.errors import ImagingError
 from imaging.options import ReadOptions
 from imaging.read import inspect_source
 from tests.imaging.dicom_factory import random_hu_volume, write_ct_series

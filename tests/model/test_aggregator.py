@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from imaging.errors import CtscribeError
+from ctscribe.errors import CtscribeError
 from model.aggregator import Aggregator, AggregatorConfig, build_aggregator
 
 B, S = 2, 7

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import model
-from imaging.errors import ErrorCode
+from ctscribe.errors import ErrorCode
 from model.batching import pad_prompts, stack_cts
 from model.errors import ModelError
 from model.prompts import encode, report_prompt

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from imaging.errors import ErrorCode
+from ctscribe.errors import ErrorCode
 from model.config import PRESETS, EncoderConfig, ModelConfig
 from model.errors import ModelError
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from ctscribe.errors import ErrorCode
 from eval.labeler.negation import sentence_spans, split_sentences
-from imaging.errors import ErrorCode
 from model.consistency import ABSENT_MAX, CODE, PRESENT_MIN, guard
 from model.errors import ModelError
 from model.labels import CTRATE_LABELS

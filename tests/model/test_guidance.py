@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import model
-from imaging.errors import CtscribeError
+from ctscribe.errors import CtscribeError
 from model.attributes import (
     ATTRIBUTES,
     AttributeHead,

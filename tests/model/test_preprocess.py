@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from imaging.errors import CtscribeError, ErrorCode, ImagingError
+from ctscribe.errors import CtscribeError, ErrorCode, ImagingError
 from model.preprocess import (
     PreparedCT,
     PreprocessConfig,

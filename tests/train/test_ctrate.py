@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imaging.errors import CtscribeError
+from ctscribe.errors import CtscribeError
 from model.labels import CTRATE_LABELS
 from tests.train.fake_ctrate import build_tree, volume_path, write_nifti
 from train.ctrate import import_ctrate, parse_xy_spacing

@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from imaging.errors import CtscribeError
+from ctscribe.errors import CtscribeError
 from train.config import DinoConfig, TrainConfig
 from train.dino import DinoStage
 from train.loop import latest_checkpoint, lr_lambda, run_training

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from imaging.errors import CtscribeError
+from ctscribe.errors import CtscribeError
 from model.labels import CTRATE_LABELS
 from train.manifest import Question, Sample, read_manifest, write_manifest
 

@@ -1,6 +1,6 @@
 import pytest
 
-from imaging.errors import CtscribeError
+from ctscribe.errors import CtscribeError
 from train.manifest import Sample
 from train.mcq_csv import attach_questions, read_mcq_csv
 

@@ -32,7 +32,7 @@ def test_synth_dataset_becomes_a_manifest(synth_set):
 
 
 def test_not_a_synth_folder(tmp_path):
-    from imaging.errors import CtscribeError
+    from ctscribe.errors import CtscribeError
 
     with pytest.raises(CtscribeError, match="not a synth dataset"):
         import_phantom(tmp_path)

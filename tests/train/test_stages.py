@@ -195,7 +195,7 @@ def test_label_warmup_with_a_frozen_encoder_reads_cached_features(tiny_manifest,
 def test_warmup_objective_and_label_names_are_checked(tiny_manifest, tmp_path):
     import pytest
 
-    from imaging.errors import CtscribeError
+    from ctscribe.errors import CtscribeError
 
     with pytest.raises(CtscribeError, match="warmup.objective"):
         _cfg(tiny_manifest, tmp_path, "warmup", warmup=WarmupConfig(objective="mse"))

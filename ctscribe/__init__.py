@@ -1,0 +1,5 @@
+"""ctscribe: chest CT report generation and visual question answering.
+
+This package is the lowest layer: what every other package shares (the error type and its
+codes) and imports nothing of ours.
+"""
