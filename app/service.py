@@ -123,7 +123,7 @@ class InferenceService:
             settings.max_concurrent_uploads, settings.max_concurrent_uploads_per_key, settings.upload_timeout_s,
             settings.retry_after_s, what="uploads in progress",
         )
-        """Request bodies being received (app.routes._common.receive_counted_upload)."""
+        """Request bodies being received (app/flow/upload.py)."""
         self.metrics.uploads_in_progress.set_function(lambda: self.uploads.in_flight)
         self.decoder = DecodePool(settings.decode_workers, settings.decode_memory_mb, settings.decode_time_s)
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ctscribe-model")
@@ -211,7 +211,8 @@ class InferenceService:
         ct = self.pipe.prepare(hu, (5.0, 5.0, 5.0), "LPS")
         self.pipe.report([ct], model.GenerationParams(max_new_tokens=2))
 
-    def _require_ready(self) -> Any:
+    def require_ready(self) -> Any:
+        """The pipeline; `model_not_ready` (503, Retry-After) while it loads or if loading failed."""
         if self.state != "ready":
             detail = f"the model is {self.state}" + (f" ({self.error})" if self.error else "")
             err = CtscribeError(ErrorCode.MODEL_NOT_READY, detail)
@@ -229,16 +230,13 @@ class InferenceService:
 
     # ------------------------------------------------------------------ inputs
 
-    def read_options(self, series_uid: str | None) -> ReadOptions:
-        return ReadOptions(series_uid=series_uid, max_voxels=self.settings.max_voxels)
-
     async def inspect(self, source: Path | list[Path], options: ReadOptions, upload_dir: Path) -> dict:
         """The `ctscribe inspect` summary, decoded in a worker; no model involved."""
         return await self._decode(source, options, "inspect", upload_dir)
 
     async def prepare(self, source: Path | list[Path], options: ReadOptions, upload_dir: Path) -> PreparedInput:
         """Decode in a worker process, then `pipe.prepare` in a thread."""
-        pipe = self._require_ready()
+        pipe = self.require_ready()
         start = time.perf_counter()
         decoded: DecodedVolume = await self._decode(source, options, "volume", upload_dir)
         decode_s = time.perf_counter() - start
@@ -265,7 +263,7 @@ class InferenceService:
         on_text: Callable[[str], None] | None = None,
     ) -> dict:
         """Queue the model work, wait for its batch, and build the response payload."""
-        pipe = self._require_ready()
+        pipe = self.require_ready()
         kind = "report" if isinstance(task, ReportTask) else ("choose" if task.choices else "answer")
         work = _Work(kind, task, prepared.ct, asyncio.get_running_loop().create_future(), on_text, ticket)
         self._pending.append(work)

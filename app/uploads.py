@@ -75,6 +75,8 @@ class Upload:
     fields: dict[str, list[str]] = field(default_factory=dict)
     n_bytes: int = 0
     """Bytes of file content received."""
+    receive_s: float = 0.0
+    """Seconds the body took to arrive (the `upload` stage of the timings; app/flow/upload.py)."""
 
     def source(self) -> Path | list[Path]:
         """What `imaging.read.read_volume` takes: one path (NIfTI / zip / DICOM file) or a file list."""
