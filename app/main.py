@@ -24,6 +24,7 @@ from app.metrics import Metrics
 from app.routes import docs, health, inspect, jobs, report
 from app.service import InferenceService
 from app.settings import Settings
+from app.version import package_version
 
 log = logging.getLogger("ctscribe.app")
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -85,7 +86,7 @@ def create_app(settings: Settings | None = None, pipeline: Any = None) -> FastAP
         title="ctscribe",
         description="Chest CT findings reports and visual question answering (SAMF + Ao2D). "
         "Research use only; not for clinical decision-making.",
-        version=_package_version(),
+        version=package_version(),
         lifespan=lifespan,
         # Served by app/routes/docs.py instead, behind the API key unless made public.
         docs_url=None, redoc_url=None, openapi_url=None,
@@ -107,9 +108,3 @@ def create_app(settings: Settings | None = None, pipeline: Any = None) -> FastAP
         )
     app.add_middleware(RequestContext, metrics=metrics)
     return app
-
-
-def _package_version() -> str:
-    from app.cli.main import _version
-
-    return _version()

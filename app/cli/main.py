@@ -17,6 +17,7 @@ import os
 import sys
 import traceback
 
+from app.version import package_version
 from ctscribe.errors import CtscribeError
 
 # Command modules, in the order `ctscribe --help` lists them. A module missing from a
@@ -37,7 +38,7 @@ EXIT_INTERNAL = 1
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ctscribe", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action="version", version=package_version())
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -48,15 +49,6 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         module.register(subparsers)
     return parser
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("ctscribe")
-    except Exception:
-        return "unknown"
 
 
 def _show_progress_notes() -> None:

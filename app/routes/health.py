@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from app.auth import metadata_access
 from app.schemas import HealthResponse, Problem, VersionResponse
+from app.version import package_version
 from ctscribe.errors import CtscribeError, ErrorCode
 
 router = APIRouter(tags=["health"])
@@ -34,13 +35,11 @@ async def ready(request: Request) -> HealthResponse:
 @router.get("/version", response_model=VersionResponse, dependencies=[Depends(metadata_access("version"))],
             responses={401: {"model": Problem}})
 async def version(request: Request) -> VersionResponse:
-    from app.cli.main import _version
-
     service = request.app.state.service
     pipe = service.pipe
     return VersionResponse(
         request_id=request.state.request_id,
-        version=_version(),
+        version=package_version(),
         model_hash=getattr(pipe, "model_hash", None),
         weights_hash=getattr(pipe, "weights_hash", None),
         checkpoint=Path(request.app.state.settings.checkpoint).name,
