@@ -34,21 +34,21 @@ async def model_request(request: Request, key: str, make_task: TaskMaker, respon
     service.require_ready()  # before reading a large body the model could not use
     service.admission.check(key)  # likewise when it would be refused anyway (takes no slot)
 
-    with await receive(request, key) as upload:
-        options = Options(upload)
+    with await receive(request, key) as upload:  # upload
+        options = Options(upload)  # options
         task = make_task(options, settings)
         reading = read_options(options, settings)
-        ticket = service.admit(key)
-        prepared = await prepare(request, upload, reading, ticket)  # the ticket is ours from here
+        ticket = service.admit(key)  # admission
+        prepared = await prepare(request, upload, reading, ticket)  # prepare (frees the ticket if it fails)
 
-    try:
+    try:  # respond: as JSON or as events
         stream = options.flag("stream")
     except BaseException:
         ticket.release()
         raise
     finish = partial(model_response, response_model=response_model, request_id=request.state.request_id,
                      options=options)
-    if stream:
+    if stream:  # generate, each piece of text an event as it comes
         return sse.stream_response(StreamedGeneration(service, prepared, task, ticket), finish,
                                    request.state.request_id)
-    return finish(await generate(request, prepared, task, ticket))
+    return finish(await generate(request, prepared, task, ticket))  # generate, then the JSON
