@@ -3,7 +3,7 @@
 Usage: python bench/labeler.py [--data ../shared/data/reports/ctrate_labeled_reports.csv]
                                [--out bench/results/labeler.json] [--strict-uncertain]
 Prints per-label precision/recall/F1 and macro/micro for both parts of the fixed split
-(`eval/labeler/split.py`) and writes them as JSON. The rules were tuned on dev only.
+(`model/labeler/split.py`) and writes them as JSON. The rules were tuned on dev only.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ctscribe.labels import CTRATE_LABELS  # noqa: E402
 from eval.clinical import label_prf, labels_matrix  # noqa: E402
-from eval.labeler import LabelerConfig, label_reports  # noqa: E402
-from eval.labeler.split import split_frame  # noqa: E402
-from model.labels import CTRATE_LABELS  # noqa: E402
+from model.labeler import LabelerConfig, label_reports  # noqa: E402
+from model.labeler.split import split_frame  # noqa: E402
 
 DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "reports" / "ctrate_labeled_reports.csv"
 

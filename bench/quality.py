@@ -42,9 +42,9 @@ def make_phantom_manifest(root: Path, n: int, seed: int, mcq_per_case: int | Non
     import random
     from dataclasses import replace
 
+    from dataset.manifest import write_manifest
+    from dataset.phantom_import import import_phantom
     from imaging.phantom.dataset import write_dataset
-    from train.manifest import write_manifest
-    from train.phantom_import import import_phantom
 
     write_dataset(root, n, seed=seed, split="valid")
     samples = import_phantom(root).samples
@@ -98,7 +98,7 @@ def mcq_by_topic(records: list[dict], topics: dict[str, str]) -> dict:
 def report_head_agreement(records: list[dict], labels: tuple[str, ...]) -> dict:
     """Share of (case, finding) pairs where the report (read by the labeler) and the label head
     (probability >= 0.5) say the same, over the rendered labels."""
-    from eval.labeler import label_report
+    from model.labeler import label_report
 
     agree = total = 0
     for r in records:
@@ -115,8 +115,8 @@ def repaired_scores(records: list[dict], labels: tuple[str, ...]) -> dict:
     """What `consistency=repair` (drop the sentences that contradict a confident head) does to
     the same generated reports: report macro-F1 and head agreement before and after."""
     from eval.clinical import label_prf, labels_matrix
-    from eval.labeler import label_report
     from model.consistency import guard
+    from model.labeler import label_report
     from model.results import ReportOutput
 
     reports = [r for r in records if r["kind"] == "report" and r.get("labels_pred") and r.get("labels")]

@@ -70,10 +70,11 @@ def load_vision(run: Path, model_config: str):
 def evaluate(run: Path, manifest: str, split: str, model_config: str) -> dict:
     import torch
 
-    from eval.labeler.attributes import extract_attributes
+    from dataset.prepared import make_cache
     from model.attributes import ATTRIBUTES, class_offsets
     from model.config import PHANTOM_LABELS
-    from train.data import load_samples, make_cache, prepared_batch, warm_cache
+    from model.labeler.attributes import extract_attributes
+    from train.data import load_samples, prepared_batch, warm_cache
 
     cfg, parts = load_vision(run, model_config)
     samples = load_samples(manifest, split)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.labels import CTRATE_LABELS
+from ctscribe.labels import CTRATE_LABELS
 
 
 def _prf(tp: float, fp: float, fn: float) -> tuple[float, float, float]:
@@ -53,7 +53,7 @@ def labels_matrix(label_dicts: list[dict[str, float]], labels: tuple[str, ...] =
 
 def clinical_efficacy(generated: list[str], references: list[str], reference_labels=None) -> dict:
     """Labeler on generated reports vs the labeler on references (or given reference labels)."""
-    from eval.labeler import label_reports
+    from model.labeler import label_reports
 
     pred = labels_matrix(label_reports(generated))
     truth = labels_matrix(reference_labels) if reference_labels is not None else labels_matrix(label_reports(references))

@@ -173,8 +173,8 @@ def generate(checkpoint: str, manifest: str | Path, out_dir: str | Path, config:
     """Predict every work item of the manifest not already in `out_dir`; returns predictions.jsonl."""
     from accelerate import PartialState
 
-    from train.data import make_cache, prepared_ct
-    from train.manifest import filter_split, read_manifest
+    from dataset.manifest import filter_split, read_manifest
+    from dataset.prepared import make_cache, prepared_ct
 
     config = config or GenerateConfig()
     state = PartialState()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ctscribe.errors import CtscribeError, ErrorCode
-from model.labels import CTRATE_LABELS
+from ctscribe.labels import CTRATE_LABELS
 
 ID_COLUMNS = ("VolumeName", "AccessionNo", "id")
 CTRATE_TEXT_COLUMNS = ("Findings_EN", "Impressions_EN")
@@ -37,7 +37,7 @@ def label_csv(path: Path, out: Path, text_column: str | None = None) -> int:
     """Label every report of a CSV; returns the number of reports written."""
     import pandas as pd
 
-    from eval.labeler import label_reports
+    from model.labeler import label_reports
 
     path = Path(path)
     if not path.is_file():

@@ -75,8 +75,8 @@ def _validate(record, where: str) -> None:
 def score_records(records: list[dict], config: ScoreConfig | None = None) -> tuple[dict, list[dict]]:
     """(metrics, per-sample rows) for validated prediction records."""
     from eval.clinical import label_prf, labels_matrix
-    from eval.labeler import label_reports
     from eval.vqa_metrics import exact_match, free_text_metrics, mcq_metrics, token_f1
+    from model.labeler import label_reports
 
     config = config or ScoreConfig()
     metrics: dict = {"n": {kind: sum(r["kind"] == kind for r in records) for kind in KINDS}}

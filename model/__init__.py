@@ -1,7 +1,7 @@
 """ctscribe: the model (configs, slice encoder, aggregator, decoder, pipeline).
 
 The public API (`load`, `build`, `Pipeline`, `GenerationParams`, the result types,
-`PreparedCT`, `ModelError`) is imported lazily, so `import model.labels` works without torch.
+`PreparedCT`, `ModelError`) is imported lazily, so `import model.labeler` works without torch.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The 18-label head says *whether* a finding is present; reports and questions also ask
 *where* ("which lobe?", "which side?") and *how large*. Each attribute is a small
 classification problem over a fixed vocabulary, asked only of volumes where its finding is
-present (the loss is masked elsewhere). Targets come from report text (eval/labeler/
+present (the loss is masked elsewhere). Targets come from report text (model/labeler/
 attributes.py), so CT-RATE reports and the phantom's reports train them the same way.
 
 The head reads the refined slice tokens, not only z3d: a learned query per attribute

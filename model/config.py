@@ -21,11 +21,11 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from types import SimpleNamespace
 from typing import Any
 
+from ctscribe.labels import CTRATE_LABELS
 from fusion.base import FusionConfig
 from model.aggregator import AggregatorConfig
 from model.attributes import ATTRIBUTES, check_attribute_names
 from model.errors import invalid
-from model.labels import CTRATE_LABELS
 from model.preprocess import PreprocessConfig
 
 PRESETS = ("tiny", "demo", "ctscribe", "samf-compat")

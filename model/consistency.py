@@ -1,6 +1,6 @@
 """Consistency guard: the report labeler reads the generated text and checks it against the label head.
 
-DESIGN.md §7. After a report is generated, `eval.labeler` (the 18-label rule labeler that
+DESIGN.md §7. After a report is generated, `model.labeler` (the 18-label rule labeler that
 scores reports) says for each label whether the text asserts it, negates it or never
 mentions it. A *confident disagreement* is a head probability >= `PRESENT_MIN` while the
 text negates the finding or is silent about it, or a probability <= `ABSENT_MAX` while the
@@ -49,8 +49,8 @@ def check_mode(mode: str) -> str:
 
 def _mentions(text: str) -> list[tuple[int, str, str]]:
     """(sentence index, label, present|absent) for every mention the labeler finds."""
-    from eval.labeler.labeler import find_mentions
-    from eval.labeler.negation import sentence_spans
+    from model.labeler.labeler import find_mentions
+    from model.labeler.negation import sentence_spans
 
     found = []
     for i, (start, end) in enumerate(sentence_spans(text)):
@@ -64,9 +64,9 @@ def disagreements(text: str, probabilities: dict[str, float], labels: Iterable[s
     """The confident disagreements between `text` and the head's `probabilities`, over `labels`.
 
     `labels`: the findings the model's label head is trained on (others are not checked).
-    Each warning's `sentence_indices` indexes `eval.labeler.negation.sentence_spans(text)`.
+    Each warning's `sentence_indices` indexes `model.labeler.negation.sentence_spans(text)`.
     """
-    from eval.labeler.negation import sentence_spans
+    from model.labeler.negation import sentence_spans
 
     spans = sentence_spans(text)
     mentions = _mentions(text)
@@ -105,7 +105,7 @@ def drop_sentences(text: str, indices: Iterable[int]) -> str:
     A dropped sentence takes the whitespace after it along; a structural separator (a newline
     run, CT-RATE's `"` between findings and impression) is kept for what follows.
     """
-    from eval.labeler.negation import sentence_spans
+    from model.labeler.negation import sentence_spans
 
     spans = sentence_spans(text)
     drop = set(indices)

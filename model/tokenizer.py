@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from transformers import PreTrainedTokenizerFast
 
+from ctscribe.labels import CTRATE_LABELS
 from model.config import PromptConfig
-from model.labels import CTRATE_LABELS
 
 TINY_VOCAB_SIZE = 600
 TINY_SPECIAL_TOKENS = ("<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>")

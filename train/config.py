@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from ctscribe.errors import CtscribeError, ErrorCode
-from model.labels import CTRATE_LABELS
+from ctscribe.labels import CTRATE_LABELS
 
 STAGES = ("dino", "warmup", "finetune")
 WARMUP_OBJECTIVES = ("infonce", "labels")
@@ -116,7 +116,7 @@ class TrainConfig:
     stage: str = "finetune"
     """dino | warmup | finetune."""
     manifest: str = ""
-    """Manifest JSONL of the training data (see train/manifest.py)."""
+    """Manifest JSONL of the training data (see dataset/manifest.py)."""
     split: str = "train"
     """Manifest split trained on ('' = every sample)."""
     out_dir: str = "runs/ctscribe"

@@ -11,44 +11,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from torch.utils.data import Dataset
 
 from ctscribe.errors import CtscribeError, ErrorCode
-from train.cache import PreprocessCache
-from train.manifest import Sample, filter_split, read_manifest
-from train.volume_io import load_hu
+from dataset.cache import PreprocessCache
+from dataset.manifest import Sample, filter_split, read_manifest
 
 log = logging.getLogger(__name__)
-
-PREPARED_FIELDS = ("slices", "plane_ids", "positions", "slice_index")
-
-
-class PrepareVolume:
-    """Cache miss path: read a manifest sample's volume as HU and run the model's preprocess."""
-
-    def __init__(self, preprocess_config):
-        self.preprocess_config = preprocess_config
-
-    def __call__(self, sample: Sample) -> dict[str, torch.Tensor]:
-        from model.preprocess import preprocess
-
-        hu, spacing, orientation_in = load_hu(
-            sample.volume,
-            hu_source=sample.hu_source,
-            rescale_slope=sample.rescale_slope,
-            rescale_intercept=sample.rescale_intercept,
-            spacing_mm_zyx=sample.spacing_mm_zyx,
-        )
-        ct = preprocess(hu, spacing, self.preprocess_config, orientation_in)
-        return {name: getattr(ct, name) for name in PREPARED_FIELDS}
-
-
-def make_cache(cache_dir: str | Path, preprocess_config, store_dtype: str = "float16") -> PreprocessCache:
-    return PreprocessCache(cache_dir, preprocess_config, PrepareVolume(preprocess_config), store_dtype=store_dtype)
 
 
 def load_samples(manifest: str, split: str) -> list[Sample]:
@@ -67,13 +39,6 @@ def warm_cache(samples: list[Sample], cache: PreprocessCache, progress: bool = F
     keys = [cache.get(s).key for s in iterator]
     log.info("preprocess cache: %d hits, %d misses", cache.hits, cache.misses)
     return keys
-
-
-def prepared_ct(tensors: dict[str, torch.Tensor]):
-    """Cached tensors -> model.PreparedCT."""
-    from model.preprocess import PreparedCT
-
-    return PreparedCT(**{name: tensors[name] for name in PREPARED_FIELDS})
 
 
 class VolumeDataset(Dataset):
@@ -177,7 +142,7 @@ def pad_prepared(items: list[dict]) -> dict[str, torch.Tensor]:
 
 def label_targets(labels: dict[str, int] | None) -> torch.Tensor:
     """(18,) float targets in CT-RATE label order; zeros for a sample without labels."""
-    from model.labels import CTRATE_LABELS
+    from ctscribe.labels import CTRATE_LABELS
 
     if not labels:
         return torch.zeros(len(CTRATE_LABELS))

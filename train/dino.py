@@ -25,8 +25,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from dataset.prepared import make_cache
 from train.config import DinoConfig, TrainConfig
-from train.data import SliceDataset, load_samples, make_cache, warm_cache
+from train.data import SliceDataset, load_samples, warm_cache
 from train.loop import Stage
 from train.modelling import build_encoder, encode, load_model_config, load_weights, save_weights
 

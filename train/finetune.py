@@ -16,14 +16,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from model.labels import CTRATE_LABELS
+from ctscribe.labels import CTRATE_LABELS
+from dataset.prepared import make_cache
 from train.config import TrainConfig
 from train.data import (
     VolumeDataset,
     collate_labelled_volumes,
     label_targets,
     load_samples,
-    make_cache,
     warm_cache,
 )
 from train.loop import Stage

@@ -17,9 +17,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ctscribe.labels import CTRATE_LABELS
 from model.attributes import AttributeHead, attribute_loss, attribute_targets
 from model.ctscribe_model import label_bce
-from model.labels import CTRATE_LABELS
 from train.data import VolumeDataset, label_targets
 
 
@@ -110,7 +110,7 @@ class LabelledVolumeDataset(VolumeDataset):
 
 def report_attributes(sample, names: tuple[str, ...]) -> dict[str, list[str]]:
     """The attributes (lobe, side, size, ...) the sample's report text gives its findings."""
-    from eval.labeler.attributes import extract_attributes
+    from model.labeler.attributes import extract_attributes
 
     return extract_attributes(sample.report, names) if sample.report else {}
 

@@ -24,9 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from train.cache import FeatureCache, module_hash
+from dataset.cache import FeatureCache, module_hash
+from dataset.prepared import make_cache
 from train.config import TrainConfig
-from train.data import VolumeDataset, collate_labelled_volumes, load_samples, make_cache, warm_cache
+from train.data import VolumeDataset, collate_labelled_volumes, load_samples, warm_cache
 from train.label_warmup import LabelledVolumeDataset, LabelWarmupModule, label_mask_for
 from train.loop import Stage
 from train.modelling import build_encoder, load_model_config, load_weights, save_weights

@@ -100,8 +100,8 @@ def run_manifest(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ctscribe.errors import CtscribeError, ErrorCode
-    from train.manifest import write_manifest
-    from train.mcq_csv import attach_questions, read_mcq_csv
+    from dataset.manifest import write_manifest
+    from dataset.mcq_csv import attach_questions, read_mcq_csv
 
     root = Path(args.root)
 
@@ -112,13 +112,13 @@ def run_manifest(args: argparse.Namespace) -> int:
         return path if path.is_absolute() or path.exists() else root / path
 
     if args.source == "synth":
-        from train.phantom_import import import_phantom
+        from dataset.phantom_import import import_phantom
 
         result = import_phantom(root, [args.split] if args.split else None, check_values=not args.no_value_check)
     else:
         if not args.reports:
             raise CtscribeError(ErrorCode.INVALID_REQUEST, "--from ctrate needs --reports")
-        from train.ctrate import import_ctrate
+        from dataset.ctrate import import_ctrate
 
         result = import_ctrate(
             root,

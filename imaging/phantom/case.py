@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ctscribe.labels import CTRATE_LABELS
 from imaging.phantom.anatomy import AnatomyParams, sample_anatomy
 from imaging.phantom.config import FINDING_KINDS, PhantomConfig
 from imaging.phantom.findings import Finding, anatomy_for, sample_findings
 from imaging.phantom.geometry import Grid
 from imaging.volume import PHANTOM_SOURCE_HINT, Volume
-from model.labels import CTRATE_LABELS
 
 
 @dataclass(frozen=True)

@@ -37,10 +37,10 @@ from pathlib import Path
 import numpy as np
 
 from ctscribe.errors import ErrorCode, ImagingError
+from ctscribe.labels import CTRATE_LABELS
 from imaging.phantom.case import CaseSpec, describe_case, render_case, sample_case
 from imaging.phantom.config import PhantomConfig
 from imaging.volume import PHANTOM_NIFTI_DESCRIP, Volume
-from model.labels import CTRATE_LABELS
 
 REPORT_COLUMNS = ("VolumeName", "ClinicalInformation_EN", "Technique_EN", "Findings_EN", "Impressions_EN")
 LABEL_COLUMNS = ("VolumeName", *CTRATE_LABELS)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from model.labels import CTRATE_LABELS
+from ctscribe.labels import CTRATE_LABELS
 from tests.app.conftest import assert_problem, parse_sse
 
 ENVELOPE = {"request_id", "model_hash", "weights_hash", "generation", "input", "warnings", "timings_s",

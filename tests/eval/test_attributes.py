@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from eval.labeler.attributes import extract_attributes
 from model.attributes import size_bin
+from model.labeler.attributes import extract_attributes
 
 REPORTS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "reports" / "ctrate_labeled_reports.csv"
 

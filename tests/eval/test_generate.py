@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from ctscribe.errors import CtscribeError
+from dataset.manifest import read_manifest, write_manifest
+from dataset.phantom_import import import_phantom
 from eval.generate import PREDICTIONS, GenerateConfig, generate, read_done, work_items
 from imaging.phantom import PhantomConfig
 from imaging.phantom.dataset import write_dataset
-from train.manifest import read_manifest, write_manifest
-from train.phantom_import import import_phantom
 
 CHECKPOINT = "preset:tiny"  # seeded random weights: identical predictions on every build
 

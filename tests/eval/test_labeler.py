@@ -2,8 +2,8 @@
 
 import pytest
 
-from eval.labeler import LabelerConfig, label_report
-from model.labels import CTRATE_LABELS
+from ctscribe.labels import CTRATE_LABELS
+from model.labeler import LabelerConfig, label_report
 
 
 def positives(text, **kwargs):
@@ -63,8 +63,8 @@ def test_heldout_macro_f1_regression_floor(reports_dir):
     import pandas as pd
 
     from eval.clinical import label_prf, labels_matrix
-    from eval.labeler import label_reports
-    from eval.labeler.split import N_HELDOUT, split_frame
+    from model.labeler import label_reports
+    from model.labeler.split import N_HELDOUT, split_frame
 
     frame = pd.read_csv(reports_dir / "ctrate_labeled_reports.csv")
     dev, heldout = split_frame(frame)

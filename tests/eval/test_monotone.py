@@ -70,8 +70,8 @@ def _subset(sets, refs, size):
 
 def test_bleu_rouge_labeler_all_reports(variants):
     from eval.clinical import label_prf, labels_matrix
-    from eval.labeler import label_reports
     from eval.text_metrics import TextMetricsConfig, compute_text_metrics
+    from model.labeler import label_reports
 
     refs, sets = variants
     assert len(refs) > 1500

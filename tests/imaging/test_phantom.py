@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from ctscribe.errors import ImagingError
+from ctscribe.labels import CTRATE_LABELS
 from imaging.phantom import FINDING_KINDS, PhantomConfig, generate_case, render_case, sample_case
 from imaging.phantom.geometry import Grid
-from model.labels import CTRATE_LABELS
 
 ALL = tuple(FINDING_KINDS)
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from ctscribe.errors import ImagingError
+from ctscribe.labels import CTRATE_LABELS
 from imaging.phantom import PhantomConfig, render_case, sample_case
 from imaging.phantom.dataset import dicom_dir, volume_path, write_dataset
-from model.labels import CTRATE_LABELS
 
 SMALL = PhantomConfig.with_shape((24, 48, 48))  # same anatomy and FOV, coarse voxels: fast
 

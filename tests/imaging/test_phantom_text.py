@@ -125,7 +125,7 @@ def test_answers_agree_with_the_findings():
 
 def test_project_labeler_reads_the_drawn_labels_from_the_reports():
     """The synthetic reports must label back to their own ground truth (they train the label head)."""
-    labeler = pytest.importorskip("eval.labeler")
+    labeler = pytest.importorskip("model.labeler")
     for i in range(40):
         spec = sample_case(31, i)
         report = describe_case(spec)[0]

@@ -70,5 +70,5 @@ def test_labels_import_without_torch():
     import subprocess
     import sys
 
-    code = "import sys, model, model.labels; assert len(model.labels.CTRATE_LABELS) == 18; assert 'torch' not in sys.modules"
+    code = "import sys, model, ctscribe.labels; assert len(ctscribe.labels.CTRATE_LABELS) == 18; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from ctscribe.errors import ErrorCode
-from eval.labeler.negation import sentence_spans, split_sentences
+from ctscribe.labels import CTRATE_LABELS
 from model.consistency import ABSENT_MAX, CODE, PRESENT_MIN, guard
 from model.errors import ModelError
-from model.labels import CTRATE_LABELS
+from model.labeler.negation import sentence_spans, split_sentences
 from model.results import ReportOutput
 
 AGREEING = (

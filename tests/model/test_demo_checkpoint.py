@@ -28,9 +28,9 @@ def test_the_checkpoint_is_committed_small_and_without_base_weights():
 @pytest.mark.slow
 def test_demo_checkpoint_reports_and_answers():
     from app.cli.report_cmd import load_pipeline
+    from ctscribe.labels import CTRATE_LABELS
     from imaging.phantom import generate_case
     from model.generation import GenerationParams
-    from model.labels import CTRATE_LABELS
 
     pipe = load_pipeline(None)
     assert pipe.config.name == "demo"
@@ -59,10 +59,10 @@ def test_reports_follow_forced_findings():
     decoder writes what it is told the CT shows (diagnosis-driven decoding). Same CT, same
     weights; only the findings handed to the decoder differ."""
     from app.cli.report_cmd import load_pipeline
-    from eval.labeler import label_report
-    from eval.labeler.attributes import extract_attributes
     from imaging.phantom import generate_case
     from model.generation import GenerationParams
+    from model.labeler import label_report
+    from model.labeler.attributes import extract_attributes
 
     pipe = load_pipeline(None)
     case = generate_case(515151)

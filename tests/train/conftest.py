@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dataset.ctrate import import_ctrate
+from dataset.manifest import Question, write_manifest
 from tests.train.fake_ctrate import build_tree
-from train.ctrate import import_ctrate
-from train.manifest import Question, write_manifest
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from model.labels import CTRATE_LABELS
+from ctscribe.labels import CTRATE_LABELS
 
 SHAPE_XYZ = (20, 18, 10)
 SPACING_XYZ_MM = (0.8, 0.8, 2.0)

@@ -53,7 +53,7 @@ def test_guidance_mix_is_seeded_and_noisy_in_the_stated_proportions():
 
 def _manifest_with_findings(tiny_manifest, tmp_path):
     """The tiny set with phantom-style reports that name a nodule's lobe and an effusion's side."""
-    from train.manifest import read_manifest, write_manifest
+    from dataset.manifest import read_manifest, write_manifest
 
     lobes = ("right upper", "left lower", "right middle", "left upper")
     samples = []

@@ -2,11 +2,11 @@
 
 import torch
 
-from model.labels import CTRATE_LABELS
+from ctscribe.labels import CTRATE_LABELS
+from dataset.manifest import read_manifest
 from train.config import FinetuneConfig, TrainConfig, WarmupConfig
 from train.finetune import FinetuneStage, mix_items
 from train.loop import run_training
-from train.manifest import read_manifest
 from train.warmup import WarmupStage, info_nce, two_views
 
 
@@ -117,7 +117,7 @@ def test_finetune_run_writes_a_checkpoint_model_load_reads(tiny_manifest, tmp_pa
         torch.testing.assert_close(value, trained[key], msg=key)
     # The trained pipeline answers a multiple-choice question from the manifest's volumes.
     sample = read_manifest(cfg.manifest)[0]
-    from train.data import PrepareVolume
+    from dataset.prepared import PrepareVolume
 
     ct = PrepareVolume(loaded.config.preprocess)(sample)
     from model import PreparedCT

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 
-from eval.labeler.labeler import find_mentions
 from model.attributes import ATTRIBUTES, LOBES, size_bin
+from model.labeler.labeler import find_mentions
 
 _LOBE_PATTERNS = [
     re.compile(r"\b(upper|middle|lower) lobe of the (right|left) lung"),

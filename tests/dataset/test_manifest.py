@@ -3,8 +3,8 @@ import json
 import pytest
 
 from ctscribe.errors import CtscribeError
-from model.labels import CTRATE_LABELS
-from train.manifest import Question, Sample, read_manifest, write_manifest
+from ctscribe.labels import CTRATE_LABELS
+from dataset.manifest import Question, Sample, read_manifest, write_manifest
 
 
 def _labels(value=0):

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from ctscribe.errors import CtscribeError
-from model.labels import CTRATE_LABELS
+from ctscribe.labels import CTRATE_LABELS
+from dataset.ctrate import import_ctrate, parse_xy_spacing
+from dataset.manifest import read_manifest, write_manifest
+from dataset.volume_io import load_hu
 from tests.train.fake_ctrate import build_tree, volume_path, write_nifti
-from train.ctrate import import_ctrate, parse_xy_spacing
-from train.manifest import read_manifest, write_manifest
-from train.volume_io import load_hu
 
 
 def _canonical(hu_xyz):
@@ -107,7 +107,7 @@ def test_real_ctrate_metadata_parses():
     csv = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "reports" / "ctrate_validation_metadata.csv"
     if not csv.is_file():
         pytest.skip(f"real CT-RATE metadata not available at {csv}")
-    from train.ctrate import _metadata_by_key
+    from dataset.ctrate import _metadata_by_key
 
     meta = _metadata_by_key(csv)
     assert len(meta) > 3000

@@ -23,9 +23,9 @@ from pathlib import Path
 import pandas as pd
 
 from ctscribe.errors import CtscribeError, ErrorCode
-from model.labels import CTRATE_LABELS
-from train.manifest import Question, Sample, validate_labels
-from train.volume_io import decide_hu_source, volume_stem
+from ctscribe.labels import CTRATE_LABELS
+from dataset.manifest import Question, Sample, validate_labels
+from dataset.volume_io import decide_hu_source, volume_stem
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ctscribe.errors import CtscribeError, ErrorCode
-from model.labels import CTRATE_LABELS
+from ctscribe.labels import CTRATE_LABELS
 
 HU_SOURCES = ("hu", "raw")
 QUESTION_KINDS = ("mcq", "free")

@@ -1,8 +1,8 @@
 import pytest
 
-from model.labels import CTRATE_LABELS
-from train.manifest import read_manifest, write_manifest
-from train.phantom_import import import_phantom
+from ctscribe.labels import CTRATE_LABELS
+from dataset.manifest import read_manifest, write_manifest
+from dataset.phantom_import import import_phantom
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from eval.labeler.negation import mention_status, split_sentences
-from eval.labeler.rules import LABEL_RULES
-from model.labels import CTRATE_LABELS
+from ctscribe.labels import CTRATE_LABELS
+from model.labeler.negation import mention_status, split_sentences
+from model.labeler.rules import LABEL_RULES
 
 # An exclude pattern voids a mention when it occurs within this many characters of it.
 EXCLUDE_WINDOW_CHARS = 60

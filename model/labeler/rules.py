@@ -4,7 +4,7 @@ Each label has `include` regular expressions (a mention of the finding, matched 
 lowercased sentence) and optional `exclude` expressions: a sentence where an exclude pattern
 matches within 60 characters of a mention voids it (e.g. a lymph node "that did
 not reach pathological size" is not lymphadenopathy). Negation and uncertainty are decided
-separately (`eval/labeler/negation.py`). Written by reading the development split only.
+separately (`model/labeler/negation.py`). Written by reading the development split only.
 """
 
 from __future__ import annotations

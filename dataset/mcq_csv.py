@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ctscribe.errors import CtscribeError, ErrorCode
-from train.ctrate import _text, read_csv, volume_key
-from train.manifest import Question, Sample
+from dataset.ctrate import _text, read_csv, volume_key
+from dataset.manifest import Question, Sample
 
 log = logging.getLogger(__name__)
 

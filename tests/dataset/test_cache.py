@@ -3,11 +3,11 @@ import shutil
 import numpy as np
 import torch
 
+from dataset.cache import FeatureCache
+from dataset.ctrate import import_ctrate
+from dataset.prepared import PrepareVolume, make_cache
 from model.preprocess import PreprocessConfig
 from tests.train.fake_ctrate import build_tree
-from train.cache import FeatureCache
-from train.ctrate import import_ctrate
-from train.data import PrepareVolume, make_cache
 
 TINY = PreprocessConfig(image_size=16, n_axial=2, n_coronal=1, n_sagittal=1, spacing_mm_zyx=(4.0, 4.0, 4.0))
 
@@ -83,9 +83,9 @@ def test_feature_cache_key_tells_pooling_apart():
 
     import torch
 
+    from dataset.cache import module_hash
     from model.config import ModelConfig
     from model.encoder import build_encoder
-    from train.cache import module_hash
 
     cfg = ModelConfig.from_preset("tiny").encoder
     torch.manual_seed(0)

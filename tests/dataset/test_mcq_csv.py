@@ -1,8 +1,8 @@
 import pytest
 
 from ctscribe.errors import CtscribeError
-from train.manifest import Sample
-from train.mcq_csv import attach_questions, read_mcq_csv
+from dataset.manifest import Sample
+from dataset.mcq_csv import attach_questions, read_mcq_csv
 
 HEADER = "Question ID,Image,Question,Choice A,Choice B,Choice C,Choice D,Answer Choice,Answer\n"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ctscribe.errors import CtscribeError, ErrorCode
-from train.ctrate import ImportResult, import_ctrate
+from dataset.ctrate import ImportResult, import_ctrate
 
 LABEL_FILE_NAMES = ("{split}_predicted_labels.csv", "{split}_labels.csv", "{split}_manual_labels.csv")
 

@@ -2,7 +2,7 @@
 
 Reports are ordered by sha256 of their `AccessionNo` (as a decimal string); the first
 `N_HELDOUT` (300) are held out and the remaining 500 are the development set. The rules in
-`eval/labeler/rules.py` were written by reading dev reports only; the held-out part is
+`model/labeler/rules.py` were written by reading dev reports only; the held-out part is
 only ever scored (`bench/labeler.py`, the regression test).
 """
 
