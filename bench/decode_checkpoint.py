@@ -43,7 +43,7 @@ def _hf_generate_row(base, embeds, mask, n_new: int, device, repeats: int) -> di
 
 def measure_checkpoint(args) -> None:
     import model
-    from model.checkpoint import load_base_lm
+    from model.base_lm import load_base_lm
     from model.generation import GenerationParams, fast_generate, generate
     from model.quantize import int8_matmul_available
     from model.runtime import configure_threads, cpu_has_native_bf16, decode_dtype

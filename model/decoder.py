@@ -3,7 +3,7 @@
 `Decoder` wraps the LM (a `PeftModel` while adapters are attached, the plain LM once merged
 or without LoRA) and exposes what the assembled model needs: token embeddings, a forward
 pass over `inputs_embeds`, and `merge()` for serving. The base LM's weights are frozen;
-only the LoRA matrices train. Getting base weights from disk or the hub is checkpoint.py's
+only the LoRA matrices train. Getting base weights from disk or the hub is base_lm.py's
 job; this module only builds and wraps modules.
 """
 

@@ -8,7 +8,7 @@ Weights: an HF-layout ViT (`facebook/dino-vitb16`, hub id or local dir) via
 `ViTModel.from_pretrained`, or a raw DINO state dict (`pretrained_vision_encoder.pth`: keys
 `cls_token`, `pos_embed`, `patch_embed.proj.*`, `blocks.N.{norm1,attn.qkv,attn.proj,norm2,
 mlp.fc1,mlp.fc2}.*`, `norm.*`) mapped onto our ViT by `dino_to_vit_state_dict` (the fused
-qkv projection is split into q, k and v). Reading files is checkpoint.py's job; this module
+qkv projection is split into q, k and v). Reading files is encoder_weights.py's job; this module
 maps tensors that were already loaded.
 """
 

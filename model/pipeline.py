@@ -429,26 +429,27 @@ def build(
 ) -> Pipeline:
     """A pipeline from a preset name or a ModelConfig: vision parts random (seeded), the base LM
     random (`tiny`) or loaded (others), encoder weights loaded when the config names them."""
-    from model import checkpoint
+    from model import base_lm
     from model.decoder import build_decoder, random_lm
+    from model.encoder_weights import load_encoder_weights
     from model.tokenizer import build_tiny_tokenizer, prepare_tokenizer
 
     cfg = ModelConfig.from_preset(preset) if isinstance(preset, str) else preset
     if cfg.decoder.tokenizer == "tiny-bpe":
         tokenizer = build_tiny_tokenizer(cfg.prompt)
     else:
-        tokenizer = prepare_tokenizer(checkpoint.load_base_tokenizer(cfg.decoder), cfg.prompt)
+        tokenizer = prepare_tokenizer(base_lm.load_base_tokenizer(cfg.decoder), cfg.prompt)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if cfg.decoder.name_or_path:
-            lm = checkpoint.load_base_lm(cfg.decoder)
+            lm = base_lm.load_base_lm(cfg.decoder)
         else:
             lm = random_lm(
                 cfg.decoder, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
             )
         decoder = build_decoder(cfg.decoder, lm, len(tokenizer))
         model = assemble(cfg, tokenizer, decoder)
-    checkpoint.load_encoder_weights(model.encoder, cfg.encoder)
+    load_encoder_weights(model.encoder, cfg.encoder)
     model.to(device)
     if dtype is not None:
         model.decoder.to(dtype)
@@ -460,11 +461,11 @@ def load(dir_or_hub_id: str | os.PathLike, device: str | torch.device = "cpu", d
 
     The released SAMF model (e.g. hub id `serag-ai/SAMF`) is recognised by its config and
     imported into the samf-compat preset; `pipe.save(dir)` then writes a ctscribe checkpoint."""
-    from model import checkpoint
+    from model import checkpoint, samf_release
 
     directory = checkpoint.resolve(dir_or_hub_id)
-    if checkpoint.is_samf_release(directory):
-        model, tokenizer = checkpoint.load_samf_release(directory, device=device, dtype=dtype)
+    if samf_release.is_samf_release(directory):
+        model, tokenizer = samf_release.load_samf_release(directory, device=device, dtype=dtype)
     else:
         model, tokenizer = checkpoint.load_parts(directory, device=device, dtype=dtype)
     return Pipeline(model, tokenizer, device, source=str(dir_or_hub_id))

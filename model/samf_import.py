@@ -11,7 +11,7 @@ The release is `LlavaPhi3ForCausalLM.save_pretrained` output. Its tensors, by pr
                                       the Phi-3 LM, already in transformers' Phi3ForCausalLM names
 Sizes are read from the tensors. Head counts leave no trace in weights: the ViT gets
 hidden/64 (DINO's head width), the aggregator the release's 8, both overridable.
-Pure mapping code; `model.checkpoint` reads the files.
+Pure mapping code; `model.samf_release` reads the files.
 """
 
 from __future__ import annotations

@@ -146,7 +146,7 @@ class WarmupStage(Stage):
 
     def build_module(self) -> nn.Module:
         from model.aggregator import build_aggregator
-        from model.checkpoint import load_encoder_weights
+        from model.encoder_weights import load_encoder_weights
 
         encoder = build_encoder(self.model_config.encoder)
         aggregator = build_aggregator(self.model_config.aggregator)

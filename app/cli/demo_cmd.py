@@ -5,7 +5,7 @@ one multiple-choice and one free-text question, and prints them next to the grou
 phantom was drawn from, with timings and each result's warnings (the consistency guard's
 disagreements between report and label head; `model_not_trained_on_real_ct` never fires
 here, the input being a phantom). Framework progress bars and deprecation notices are
-switched off where they arise (model/checkpoint.py, model/decoder.py).
+switched off where they arise (model/progress_bars.py, model/decoder.py).
 """
 
 from __future__ import annotations

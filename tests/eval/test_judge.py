@@ -28,10 +28,10 @@ def test_messages_carry_rubric_and_both_reports_cut_to_length():
 def test_judge_runs_a_real_local_model_through_score(tmp_path):
     from eval.score import ScoreConfig, score_records
     from eval.text_metrics import TextMetricsConfig
-    from model.checkpoint import _resolve_lm_source
+    from model.base_lm import resolve_lm_source
     from model.config import SMOLLM2_GGUF
 
-    local = _resolve_lm_source(SMOLLM2_GGUF)  # SmolLM2-135M-Instruct, converted once from the package's GGUF
+    local = resolve_lm_source(SMOLLM2_GGUF)  # SmolLM2-135M-Instruct, converted once from the package's GGUF
     records = [
         {"id": "a", "kind": "report", "prediction": "No pleural effusion. Heart size is normal.",
          "reference": "No pleural effusion. Heart size is normal."},

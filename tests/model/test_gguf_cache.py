@@ -1,4 +1,4 @@
-"""The one-time GGUF conversion cache (model/checkpoint.py): one plain note while converting,
+"""The one-time GGUF conversion cache (model/gguf_cache.py): one plain note while converting,
 later starts reuse the verified directory, a damaged or unverifiable entry is converted again.
 
 The GGUF reader itself is replaced by a tiny random Llama (mocked: the real SmolLM2 conversion
@@ -14,7 +14,7 @@ import torch
 import transformers
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from model import checkpoint
+from model import gguf_cache
 from model.config import PromptConfig
 from model.tokenizer import build_tiny_tokenizer
 
@@ -26,7 +26,7 @@ def fake_gguf(tmp_path, monkeypatch):
     gguf.parent.mkdir()
     gguf.write_bytes(b"GGUF fake")
     monkeypatch.setenv("CTSCRIBE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(checkpoint, "gguf_file", lambda spec: gguf)
+    monkeypatch.setattr(gguf_cache, "gguf_file", lambda spec: gguf)
     conversions = []
 
     def fake_lm(*args, **kwargs):
@@ -43,19 +43,19 @@ def fake_gguf(tmp_path, monkeypatch):
 
 def test_converts_once_with_one_note_then_reuses(fake_gguf, caplog):
     with caplog.at_level(logging.INFO, logger="ctscribe.model"):
-        first = checkpoint._convert_gguf("gguf:pkg/tiny.gguf")
+        first = gguf_cache.convert_gguf("gguf:pkg/tiny.gguf")
     assert len(fake_gguf) == 1
     assert [r.getMessage() for r in caplog.records] == ["preparing the demo language model (one time, ~30 s)..."]
-    assert (first / checkpoint.GGUF_MANIFEST).is_file() and (first / "model.safetensors").is_file()
+    assert (first / gguf_cache.GGUF_MANIFEST).is_file() and (first / "model.safetensors").is_file()
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="ctscribe.model"):
-        again = checkpoint._convert_gguf("gguf:pkg/tiny.gguf")
+        again = gguf_cache.convert_gguf("gguf:pkg/tiny.gguf")
     assert again == first and len(fake_gguf) == 1 and not caplog.records
 
 
 @pytest.mark.parametrize("damage", ["flip-a-byte", "truncate", "no-manifest", "manifest-garbage"])
 def test_a_damaged_entry_is_converted_again(fake_gguf, caplog, damage):
-    target = checkpoint._convert_gguf("gguf:pkg/tiny.gguf")
+    target = gguf_cache.convert_gguf("gguf:pkg/tiny.gguf")
     weights = target / "model.safetensors"
     original = weights.read_bytes()
     data = bytearray(original)
@@ -65,12 +65,12 @@ def test_a_damaged_entry_is_converted_again(fake_gguf, caplog, damage):
     elif damage == "truncate":
         weights.write_bytes(bytes(data[: len(data) // 2]))
     elif damage == "no-manifest":
-        (target / checkpoint.GGUF_MANIFEST).unlink()
+        (target / gguf_cache.GGUF_MANIFEST).unlink()
     else:
-        (target / checkpoint.GGUF_MANIFEST).write_text("{not json")
+        (target / gguf_cache.GGUF_MANIFEST).write_text("{not json")
     with caplog.at_level(logging.INFO, logger="ctscribe.model"):
-        again = checkpoint._convert_gguf("gguf:pkg/tiny.gguf")
+        again = gguf_cache.convert_gguf("gguf:pkg/tiny.gguf")
     assert len(fake_gguf) == 2
     assert any("cannot be verified" in r.getMessage() for r in caplog.records)
     assert (again / "model.safetensors").read_bytes() == original  # the same conversion, whole again
-    assert checkpoint._manifest_matches(again)
+    assert gguf_cache.manifest_matches(again)
