@@ -14,9 +14,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ctscribe.errors import CtscribeError, ErrorCode
-
-# The bundled demo checkpoint sits beside the `app` package in the source tree and in an install.
-DEMO_CHECKPOINT = str(Path(__file__).resolve().parents[1] / "model" / "weights" / "demo")
+from model.bundled_weights import DEMO_CHECKPOINT
 
 DISCLAIMER = "Research use only; not for clinical decision-making."
 MIN_API_KEY_CHARS = 16
@@ -40,7 +38,7 @@ def _split_list(value: object) -> object:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CTSCRIBE_", extra="ignore", frozen=True)
 
-    checkpoint: str = DEMO_CHECKPOINT
+    checkpoint: str = str(DEMO_CHECKPOINT)
     """Checkpoint directory or hub id for `model.load`; `tiny` builds the random tiny preset (tests)."""
     device: str = "auto"
     """torch device: `auto` (CUDA when present, else CPU), `cpu`, `cuda`, `cuda:1`, ..."""

@@ -1,4 +1,4 @@
-"""Clinical efficacy: the 18-label labeler on generated vs reference reports -> per-label, macro, micro P/R/F1.
+"""Clinical efficacy metrics: per-label, macro and micro P/R/F1 of 18-label vectors (the labeler on generated vs reference reports).
 
 The reference report's labels are the truth (or given labels, when a manifest carries them).
 Per label: precision, recall, F1 and support (positive references). Macro: the unweighted
@@ -49,12 +49,3 @@ def labels_matrix(label_dicts: list[dict[str, float]], labels: tuple[str, ...] =
     """(N, L) 0/1 array from per-report label dicts (probabilities are thresholded)."""
     return np.array([[int(float(d.get(label, 0)) >= threshold) for label in labels] for d in label_dicts],
                     dtype=np.int64).reshape(-1, len(labels))
-
-
-def clinical_efficacy(generated: list[str], references: list[str], reference_labels=None) -> dict:
-    """Labeler on generated reports vs the labeler on references (or given reference labels)."""
-    from model.labeler import label_reports
-
-    pred = labels_matrix(label_reports(generated))
-    truth = labels_matrix(reference_labels) if reference_labels is not None else labels_matrix(label_reports(references))
-    return label_prf(truth, pred)

@@ -63,12 +63,21 @@ class SliceEncoder(nn.Module):
     def forward(self, slices: torch.Tensor) -> torch.Tensor:
         b, s = slices.shape[:2]
         images = slices.reshape(b * s, *slices.shape[2:])  # (B*S, 3, H, W): one pass for all slices
+        return self.embed_images(images).reshape(b, s, -1)  # (B, S, d_slice)
+
+    def embed_images(self, images: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
+        """(N, 3, H, W) -> (N, d_slice): the CLS token (+ the patch-token mean for `cls+mean`).
+
+        `interpolate_pos_encoding` lets images of another size than the configured one through
+        (DINO's local crops in stage 1)."""
         dtype = self.vit.embeddings.patch_embeddings.projection.weight.dtype
-        hidden = self.vit(pixel_values=images.to(dtype)).last_hidden_state  # (B*S, 1 + P, D), final norm applied
-        emb = hidden[:, 0]  # (B*S, D)
+        hidden = self.vit(
+            pixel_values=images.to(dtype), interpolate_pos_encoding=interpolate_pos_encoding
+        ).last_hidden_state  # (N, 1 + P, D), final norm applied
+        emb = hidden[:, 0]  # (N, D)
         if self.cfg.pool == "cls+mean":
-            emb = torch.cat([emb, hidden[:, 1:].mean(dim=1)], dim=-1)  # (B*S, 2D)
-        return emb.reshape(b, s, -1)  # (B, S, d_slice)
+            emb = torch.cat([emb, hidden[:, 1:].mean(dim=1)], dim=-1)  # (N, 2D)
+        return emb
 
 
 def build_encoder(cfg: EncoderConfig) -> SliceEncoder:
@@ -81,25 +90,6 @@ def build_encoder(cfg: EncoderConfig) -> SliceEncoder:
     if cfg.freeze:
         enc.requires_grad_(False)
     return enc
-
-
-def encoder_from_hf(cfg: EncoderConfig, name_or_path: str, **kwargs) -> SliceEncoder:
-    """An encoder whose ViT comes from `ViTModel.from_pretrained` (hub id or HF-layout dir)."""
-    vit = ViTModel.from_pretrained(name_or_path, add_pooling_layer=False, **kwargs)
-    got = vit.config
-    want = vit_config(cfg)
-    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "patch_size", "image_size"):
-        if getattr(got, key) != getattr(want, key):
-            raise invalid(
-                f"encoder weights {name_or_path!r} have {key}={getattr(got, key)}, the config says {getattr(want, key)}"
-            )
-    enc = SliceEncoder(cfg, vit)
-    if cfg.freeze:
-        enc.requires_grad_(False)
-    return enc
-
-
-# ---- raw DINO state dicts ----------------------------------------------------------------
 
 
 def _vit_key_names(vit: ViTModel) -> dict[str, str]:

@@ -29,7 +29,7 @@ from dataset.prepared import make_cache
 from train.config import DinoConfig, TrainConfig
 from train.data import SliceDataset, load_samples, warm_cache
 from train.loop import Stage
-from train.modelling import build_encoder, encode, load_model_config, load_weights, save_weights
+from train.modelling import build_encoder, load_model_config, load_weights, save_weights
 
 
 class DinoHead(nn.Module):
@@ -109,7 +109,7 @@ class DinoModule(nn.Module):
         self.register_buffer("center", torch.zeros(1, cfg.out_dim))
 
     def _embed(self, net: nn.ModuleDict, images: torch.Tensor) -> torch.Tensor:
-        return net["head"](encode(net["backbone"], images))
+        return net["head"](net["backbone"].embed_images(images, interpolate_pos_encoding=True))
 
     def forward(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
         globals_, locals_ = batch["global"], batch["local"]  # (G*B, 3, H, W), (L*B, 3, h, w)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from ctscribe.errors import CtscribeError, ErrorCode
@@ -35,21 +34,6 @@ def build_encoder(enc_cfg) -> nn.Module:
     from model.encoder import build_encoder as build_slice_encoder
 
     return build_slice_encoder(enc_cfg)
-
-
-def encode(encoder: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) -> (N, d_slice) embeddings, pooled as the model does (CLS, or CLS + patch mean).
-
-    Goes to the ViT directly with position-embedding interpolation, so DINO's local crops
-    (smaller than the configured image size) work too.
-    """
-    vit = encoder.vit
-    dtype = vit.embeddings.patch_embeddings.projection.weight.dtype
-    hidden = vit(pixel_values=images.to(dtype), interpolate_pos_encoding=True).last_hidden_state  # (N, 1 + P, D)
-    emb = hidden[:, 0]
-    if encoder.cfg.pool == "cls+mean":
-        emb = torch.cat([emb, hidden[:, 1:].mean(dim=1)], dim=-1)  # (N, 2D)
-    return emb
 
 
 def save_weights(module: nn.Module, path: Path, metadata: dict | None = None) -> Path:

@@ -19,11 +19,10 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 from app.cli.geometry_flags import add_geometry_arguments, geometry_policies
+from model.bundled_weights import DEMO_CHECKPOINT
 
-DEMO_CHECKPOINT = Path(__file__).resolve().parents[2] / "model" / "weights" / "demo"
 RANDOM_PRESETS = ("tiny",)
 """--checkpoint values that build a random-weight preset instead of loading weights."""
 

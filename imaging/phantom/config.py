@@ -86,10 +86,6 @@ class PhantomConfig:
         if not 0.0 <= self.normal_fraction <= 1.0:
             raise ImagingError(ErrorCode.INVALID_REQUEST, "normal_fraction must lie in [0, 1]")
 
-    @property
-    def fov_mm_zyx(self) -> tuple[float, float, float]:
-        return tuple(float(n) * float(s) for n, s in zip(self.shape_zyx, self.spacing_mm_zyx, strict=True))  # type: ignore[return-value]
-
     def prevalence_of(self, kind: str) -> float:
         return dict(self.prevalence).get(kind, 0.0)
 

