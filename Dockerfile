@@ -19,10 +19,12 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 WORKDIR /opt/ctscribe
 # Dependencies first, so a code change does not reinstall them. torch comes from the base image.
 COPY pyproject.toml README.md ./
+COPY ctscribe ./ctscribe
 COPY app ./app
 COPY imaging ./imaging
 COPY model ./model
 COPY fusion ./fusion
+COPY dataset ./dataset
 COPY train ./train
 COPY eval ./eval
 # The project's own ranges live in pyproject.toml; SmolLM2 (the demo decoder) without its CLI deps.
