@@ -128,9 +128,10 @@ class Settings(BaseSettings):
     fast_decode: bool = True
     """Serve the model in its inference form (`Pipeline.for_inference`): LoRA merged into the
     decoder, static-cache decoding (+ CUDA graphs on a GPU), the decoder in `decode_dtype`."""
-    decode_dtype: Literal["auto", "config", "float32", "bfloat16"] = "auto"
-    """Decoder dtype with `fast_decode`: auto (bfloat16 on a CPU with native bf16, AVX512-BF16 /
-    AMX; the checkpoint's elsewhere) | config | float32 | bfloat16 (model/runtime.py)."""
+    decode_dtype: Literal["auto", "config", "float32", "bfloat16", "int8"] = "auto"
+    """Decoder dtype with `fast_decode`: auto (weight-only int8 on a CPU with native bf16,
+    AVX512-BF16 / AMX; the checkpoint's elsewhere) | config | float32 | bfloat16 | int8
+    (model/runtime.py; README "Speed on a CPU")."""
     log_level: str = "info"
 
     @field_validator("api_keys", "cors_origins", "public_endpoints", mode="before")

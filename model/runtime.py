@@ -3,9 +3,11 @@
 - Threads: `OMP_NUM_THREADS` (or `CTSCRIBE_THREADS`) when set; else the CPUs this process may
   run on, capped by a cgroup CPU quota (containers: `docker run --cpus 2` sees every host core
   in `os.cpu_count()` but gets 2 cores of time, and more threads than that only contend).
-- Decode dtype `auto`: bfloat16 on a CPU with native bf16 arithmetic (AVX512-BF16 or AMX),
-  where decoding is memory-bound and half the bytes per token is ~1.5x the speed; the
-  config's dtype everywhere else (older CPUs emulate bf16 slowly; GPUs keep their own setting).
+- Decode dtype `auto`: on a CPU with native bf16 arithmetic (AVX512-BF16 or AMX), weight-only
+  int8 with bf16 activations (model/quantize.py): decoding is memory-bound, and a quarter of
+  float32's bytes per token is ~2.6x its speed on this project's 2-core machine (bf16: ~1.6x);
+  its quality change against bf16 is measured by bench/quality.py (README "Speed on a CPU").
+  The config's dtype everywhere else (older CPUs emulate bf16 slowly; GPUs keep their setting).
 """
 
 from __future__ import annotations
@@ -89,7 +91,11 @@ def decode_dtype(policy: str, device: torch.device | str) -> torch.dtype | str |
     if policy == "config":
         return None
     if policy == "auto":
-        return torch.bfloat16 if torch.device(device).type == "cpu" and cpu_has_native_bf16() else None
+        if torch.device(device).type != "cpu" or not cpu_has_native_bf16():
+            return None
+        from model.quantize import int8_matmul_available
+
+        return "int8" if int8_matmul_available() else torch.bfloat16
     if policy == "int8":
         return "int8"
     return getattr(torch, policy)

@@ -73,8 +73,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def add_decode_dtype_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--decode-dtype", choices=("auto", "config", "float32", "bfloat16", "int8"), default="auto",
-        help="how the decoder runs (LoRA merged, static cache): auto = bf16 on a CPU with native bf16, "
-        "the checkpoint's dtype elsewhere; int8 = weight-only int8 (fastest on a CPU, see README)",
+        help="how the decoder runs (LoRA merged, static cache): auto = weight-only int8 on a CPU with native "
+        "bf16, the checkpoint's dtype elsewhere (README: Speed on a CPU)",
     )
 
 

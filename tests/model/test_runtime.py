@@ -47,11 +47,14 @@ def test_cgroup_v1_quota(monkeypatch, tmp_path):
 
 def test_decode_dtype_policy(monkeypatch):
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
-    assert runtime.decode_dtype("auto", "cpu") == torch.bfloat16
+    want = "int8" if hasattr(torch.ops.aten, "_weight_int8pack_mm") else torch.bfloat16
+    assert runtime.decode_dtype("auto", "cpu") == want
     assert runtime.decode_dtype("auto", "cuda") is None  # a GPU keeps the checkpoint's dtype
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
     assert runtime.decode_dtype("auto", "cpu") is None  # emulated bf16 is slow: keep float32
     assert runtime.decode_dtype("float32", "cpu") == torch.float32
+    assert runtime.decode_dtype("int8", "cpu") == "int8"
+    assert runtime.decode_dtype("bfloat16", "cpu") == torch.bfloat16
     assert runtime.decode_dtype("config", "cpu") is None
     with pytest.raises(ModelError, match="decode dtype"):
         runtime.decode_dtype("int4", "cpu")
