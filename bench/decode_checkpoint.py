@@ -81,14 +81,15 @@ def measure_checkpoint(args) -> None:
 
     from imaging.phantom import generate_case
 
-    served = pipe.for_inference(decode_dtype(args.report_dtype, device))
+    form = decode_dtype(args.report_dtype, device)
+    served = pipe.for_inference(form)
     volume = generate_case(7).volume
     ct = served.prepare(volume.hu, volume.spacing_mm_zyx, volume.orientation_in)
     start = time.perf_counter()
     out = served.report([ct], GenerationParams(max_new_tokens=256), consistency="off")[0]
     seconds = time.perf_counter() - start
     e2e = {"path": "report_256", "seconds": round(seconds, 3), "n_tokens": out.n_tokens,
-           "decoder_dtype": str(served.model.decoder.dtype).removeprefix("torch."), "timings_s": out.timings_s}
+           "decode_form": str(form or "config").removeprefix("torch."), "timings_s": out.timings_s}
     print(" ".join(f"{k}={v}" for k, v in e2e.items()), flush=True)
 
     by = {r["path"]: r["tokens_per_s"] for r in rows}
