@@ -175,35 +175,8 @@ def serve_on_loopback(tmp_path_factory, env_overrides: dict[str, str]):
 def live_server(tmp_path_factory):
     """`ctscribe serve --checkpoint tiny` in a second process on a free 127.0.0.1 port; admits 16."""
     started = time.monotonic()
-    port = free_port()
-    env = {**os.environ, "CTSCRIBE_QUEUE_SIZE": str(CAPACITY), "CTSCRIBE_PER_KEY_CONCURRENCY": str(CAPACITY),
-           "CTSCRIBE_MAX_BATCH": "8", "CTSCRIBE_MAX_NEW_TOKENS": "4", "CTSCRIBE_DECODE_WORKERS": "2",
-           "CTSCRIBE_UPLOAD_DIR": str(tmp_path_factory.mktemp("uploads")), "CTSCRIBE_API_KEYS": ""}
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
-    log_file = open(log_path, "wb")  # noqa: SIM115  (closed in the finally below)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli.main", "serve", "--checkpoint", "tiny", "--device", "cpu",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log_file,  # a file: a full pipe would block the server
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, log_path.read_text()[-2000:]
-            try:
-                if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
+    overrides = {"CTSCRIBE_QUEUE_SIZE": str(CAPACITY), "CTSCRIBE_PER_KEY_CONCURRENCY": str(CAPACITY),
+                 "CTSCRIBE_MAX_BATCH": "8", "CTSCRIBE_MAX_NEW_TOKENS": "4", "CTSCRIBE_DECODE_WORKERS": "2"}
+    with serve_on_loopback(tmp_path_factory, overrides) as running:
         print(f"live server ready in {time.monotonic() - started:.1f} s")
-        yield base, proc, Path(env["CTSCRIBE_UPLOAD_DIR"])
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log_file.close()
+        yield running
